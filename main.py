@@ -1,0 +1,160 @@
+"""modelstore's command line: ``python main.py COMMAND``.
+
+Each command parses its arguments, calls one library function and prints the result.
+Errors are mapped to one line on stderr and an exit code in one place,
+``ModelStoreGroup.invoke``; ``MODELSTORE_DEBUG=1`` shows the traceback instead.
+Status lines go to stderr, results to stdout, so stdout stays usable by scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from registry.report import Reporter
+from store.errors import ModelStoreError, UsageError
+
+
+class CliReporter(Reporter):
+    def status(self, component: str, message: str) -> None:
+        click.echo(f"  {component:<10} {message}", err=True)
+
+    def warning(self, message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+class ModelStoreGroup(click.Group):
+    """The one place where the project's errors become a message and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        if os.environ.get("MODELSTORE_DEBUG") == "1":
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except ModelStoreError as e:
+            _fail(str(e), e.exit_code)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            _fail(f"{e.strerror or e}{where}; check the path and permissions "
+                  "(set MODELSTORE_DEBUG=1 for details)", 1)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was registered (temp files are swept by gc)", 130)
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def workspace(ctx: click.Context):
+    from registry.workspace import Workspace
+
+    return Workspace.open(ctx.obj["root"])
+
+
+@click.group(cls=ModelStoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="MODELSTORE_ROOT",
+              help="Workspace holding .modelstore/ and models/ (env MODELSTORE_ROOT; default: .).")
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None) -> None:
+    """A local, content-addressed store for model weights."""
+    ctx.obj = {"root": root}
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+def _ask_conflict(name: str) -> str:
+    return click.prompt(
+        f"A model named {name!r} already exists. overwrite, rename or cancel?",
+        type=click.Choice(["overwrite", "rename", "cancel"]), default="cancel", err=True,
+    )
+
+
+@cli.command("import-model")
+@click.argument("source")
+@click.option("--name", help="Name to register the model under (default: derived from SOURCE).")
+@click.option("--revision", help="Hub branch, tag or commit (default: main).")
+@click.option("--token", help="Hub token for gated or private repos (default: HF_TOKEN, then login).")
+@click.option("--yes", "-y", is_flag=True, help="Acknowledge the license and confirm without asking.")
+@click.option("--on-conflict", type=click.Choice(["overwrite", "rename", "cancel"]),
+              help="What to do when NAME is taken (default: ask, or cancel without a terminal).")
+@click.pass_context
+def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
+    """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
+    from registry.importer import import_model as run_import
+
+    policy = on_conflict or (_ask_conflict if interactive() else "cancel")
+    result = run_import(workspace(ctx), source, name=name, revision=revision, token=token,
+                        assume_yes=yes, on_conflict=policy, reporter=CliReporter())
+    from registry.render import import_summary
+
+    click.echo(import_summary(result))
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@cli.command("list-models")
+@click.option("--architecture", help="Only models of this architecture (config model_type).")
+@click.option("--source", type=click.Choice(["huggingface", "local", "custom", "finetuned"]))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def list_models_cmd(ctx, architecture, source, as_json) -> None:
+    """List registered models, most recent first."""
+    from registry.catalog import list_models
+    from registry.render import models_table, to_json
+
+    entries = list_models(workspace(ctx), architecture=architecture, source=source)
+    click.echo(to_json(entries) if as_json else models_table(entries))
+
+
+@cli.command("model-info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with the manifest digest).")
+@click.pass_context
+def model_info_cmd(ctx, name, as_json) -> None:
+    """Show everything known about one model: metadata, size on disk, lineage."""
+    from registry.info import model_info
+    from registry.render import model_info_text, to_json
+
+    info = model_info(workspace(ctx), name)
+    click.echo(to_json(info.to_builtins()) if as_json else model_info_text(info))
+
+
+# --- deleting ----------------------------------------------------------------------------
+
+
+@cli.command("delete-model")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--delete-files", is_flag=True, help="Also remove the view models/NAME (blobs go only through gc).")
+@click.pass_context
+def delete_model_cmd(ctx, name, yes, delete_files) -> None:
+    """Remove a model's name from the registry."""
+    from registry.catalog import delete_model
+
+    def confirm(entry, children) -> bool:
+        if children:
+            click.echo(f"warning: {', '.join(children)} {'was' if len(children) == 1 else 'were'} "
+                       f"fine-tuned from {name!r}; their lineage stays readable", err=True)
+        if yes:
+            return True
+        if not interactive():
+            raise UsageError(f"deleting {name!r} needs confirmation", "pass --yes to delete without asking")
+        return click.confirm(f"Delete model {name!r} ({entry.model_id})?", default=False, err=True)
+
+    result = delete_model(workspace(ctx), name, delete_files=delete_files, confirm=confirm)
+    kept = "" if result.view_removed else f"; its view {result.entry.local_path}/ was kept (--delete-files removes it)"
+    click.echo(f"deleted {name}{kept}; run `python main.py gc` to free its unshared blobs")
+
+
+if __name__ == "__main__":
+    cli(prog_name="python main.py")

@@ -1,0 +1,257 @@
+"""Importing a Hugging Face-format model folder into the store.
+
+The folder is only read: its safetensors files are split into per-tensor blobs, its other
+files copied verbatim, every blob verified by digest as it is written. Everything that can
+be checked without writing (file selection, pickle refusal, every safetensors header,
+tensor names, the architecture) is checked first, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters import check_supported
+from registry.catalog import ConflictPolicy, register, resolve_conflict
+from registry.model_files import (
+    CONFIG_FILE,
+    FileSelection,
+    apply_index,
+    license_from_readme,
+    read_config,
+    select_files,
+)
+from registry.names import derive_name, validate_name
+from registry.registry_file import RegistryEntry
+from registry.report import NullReporter, Reporter, human_bytes
+from registry.views import tensor_name_problem
+from registry.workspace import Workspace
+from store.errors import SafetensorsError, SourceError, StoreIOError, UsageError
+from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso, put_manifest
+from store.tensorfile import read_header
+
+
+@dataclass
+class IngestStats:
+    new_objects: int = 0
+    new_bytes: int = 0
+    reused_objects: int = 0
+    reused_bytes: int = 0
+
+    def count(self, size: int, written: bool) -> None:
+        if written:
+            self.new_objects += 1
+            self.new_bytes += size
+        else:
+            self.reused_objects += 1
+            self.reused_bytes += size
+
+
+@dataclass
+class ManifestParts:
+    """What ingesting a model's files yields, before it becomes a manifest."""
+
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    tensors: dict[str, TensorEntry] = field(default_factory=dict)
+    origin_files: dict[str, OriginFile] = field(default_factory=dict)
+    stats: IngestStats = field(default_factory=IngestStats)
+
+    @property
+    def params(self) -> int:
+        total = 0
+        for t in self.tensors.values():
+            n = 1
+            for d in t.shape:
+                n *= d
+            total += n
+        return total
+
+
+def check_weight_file(path: Path, relpath: str, seen: dict[str, str]) -> None:
+    """Validate one safetensors file before anything is written: header and tensor names."""
+    header = read_header(path)
+    for spec in header.tensors:
+        problem = tensor_name_problem(spec.name)
+        if problem:
+            raise SafetensorsError(path, f"tensor name {spec.name!r} is unusable: {problem}")
+        if spec.name in seen:
+            raise SafetensorsError(path, f"tensor {spec.name!r} is also in {seen[spec.name]}")
+        seen[spec.name] = relpath
+
+
+def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
+                       origin: OriginFile | None = None) -> None:
+    """Split one safetensors file into tensor blobs and record them in ``parts``."""
+    stored = workspace.objects.put_tensors(path)
+    for item in stored:
+        spec = item.spec
+        parts.tensors[spec.name] = TensorEntry(
+            digest=item.put.digest, dtype=spec.dtype, shape=list(spec.shape), nbytes=spec.nbytes
+        )
+        parts.stats.count(item.put.size, item.put.written)
+    names = [item.spec.name for item in stored]
+    parts.origin_files[relpath] = origin or OriginFile(size=path.stat().st_size)
+    parts.origin_files[relpath].tensors = names
+
+
+def ingest_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
+                origin: OriginFile | None = None) -> None:
+    put = workspace.objects.put_file(path)
+    parts.files[relpath] = FileEntry(digest=put.digest, size=put.size)
+    parts.origin_files[relpath] = origin or OriginFile(size=put.size)
+    parts.stats.count(put.size, put.written)
+
+
+def report_selection(reporter: Reporter, sel: FileSelection) -> None:
+    for path, why in sel.skipped.items():
+        if why != "hidden file":
+            reporter.warning(f"skipped {path}: {why}")
+
+
+@dataclass
+class ImportResult:
+    entry: RegistryEntry
+    manifest_digest: str
+    manifest: Manifest
+    stats: IngestStats
+    skipped: dict[str, str]
+
+
+def import_folder(
+    workspace: Workspace,
+    source: Path | str,
+    *,
+    name: str | None = None,
+    on_conflict: ConflictPolicy = "cancel",
+    reporter: Reporter | None = None,
+) -> ImportResult:
+    """Import a local Hugging Face-format folder under ``name`` (derived from the folder if None)."""
+    reporter = reporter or NullReporter()
+    source = Path(source).expanduser().absolute()
+    name = validate_name(name) if name is not None else derive_name(source.name)
+    if not source.is_dir():
+        raise SourceError(source, f"{source} is not a folder" if source.exists() else f"{source} does not exist",
+                          "pass a model folder, or a Hub repo id such as Qwen/Qwen2.5-0.5B")
+
+    # Everything below, up to ensure_store, only reads.
+    sel = select_files(_list_files(source), str(source))
+    weight_map = apply_index(sel, (source / sel.index).read_bytes(), str(source)) if sel.index else None
+    config = read_config((source / CONFIG_FILE).read_bytes(), str(source))
+    model_type = check_supported(config.get("model_type"), f" in {source / CONFIG_FILE}")
+    seen: dict[str, str] = {}
+    for relpath in sel.weights:
+        check_weight_file(source / relpath, relpath, seen)
+    if weight_map is not None and set(weight_map) != set(seen):
+        missing = sorted(set(weight_map) - set(seen)) or sorted(set(seen) - set(weight_map))
+        raise SafetensorsError(source / sel.index, f"index and shards disagree about tensor {missing[0]!r}")
+    report_selection(reporter, sel)
+    on_conflict = _decide_conflict(workspace, name, on_conflict)
+    sources = [source / p for p in sel.weights + sel.files]
+    check_free_space(workspace, sum(p.stat().st_size for p in sources), sources)
+
+    workspace.ensure_store()
+    parts = ManifestParts()
+    for relpath in sel.weights:
+        ingest_weight_file(workspace, source / relpath, relpath, parts)
+    reporter.status("weights", f"{len(parts.tensors)} tensors from {len(sel.weights)} file(s), "
+                    f"{human_bytes(sum(t.nbytes for t in parts.tensors.values()))}")
+    for relpath in sel.files:
+        ingest_file(workspace, source / relpath, relpath, parts)
+    for component in ("config", "tokenizer"):
+        files = [p for p in sel.files if sel.component(p) == component]
+        if files:
+            reporter.status(component, ", ".join(files))
+
+    manifest = Manifest(
+        architecture_type=model_type,
+        model_id=source.name,
+        source="local",
+        created_at=now_iso(),
+        license=_local_license(source, sel),
+        params=parts.params,
+        files=parts.files,
+        tensors=parts.tensors,
+        origin=LocalOrigin(path=str(source), files=parts.origin_files),
+    )
+    digest = put_manifest(workspace.objects, manifest)
+    entry = register(workspace, name, digest, manifest, on_conflict=on_conflict,
+                     on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
+    return ImportResult(entry=entry, manifest_digest=digest, manifest=manifest, stats=parts.stats,
+                        skipped=sel.skipped)
+
+
+def _decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy) -> ConflictPolicy:
+    """Ask an interactive policy now, before any bytes are written, and keep its answer."""
+    _, choice = resolve_conflict(workspace, name, policy)
+    return choice or policy
+
+
+def _list_files(folder: Path) -> list[str]:
+    """Relative paths of the regular files in ``folder`` (following links: HF cache snapshots are links)."""
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = Path(dirpath).relative_to(folder)
+        for filename in filenames:
+            if (Path(dirpath) / filename).is_file():
+                paths.append(str(rel / filename) if rel.parts else filename)
+    return paths
+
+
+def _local_license(source: Path, sel: FileSelection) -> str | None:
+    if "README.md" in sel.files:
+        found = license_from_readme((source / "README.md").read_text(errors="replace"))
+        if found:
+            return found
+    return None
+
+
+def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | None = None) -> None:
+    """Refuse up front when the store's filesystem cannot hold ``needed`` more bytes.
+
+    ``needed`` is what the import would write if no blob were in the store yet. Only when
+    that does not fit are ``sources`` hashed (cheap next to writing) to count the bytes
+    really missing, so re-importing on a nearly full disk still works.
+    """
+    probe = workspace.root
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free and sources:
+        needed = sum(workspace.objects.missing_bytes(path) for path in sources)
+    if needed > free:
+        raise StoreIOError(probe, OSError(errno.ENOSPC, f"{human_bytes(needed)} needed but "
+                                          f"{human_bytes(free)} free", str(probe)))
+
+
+
+def is_local_source(source: str) -> bool:
+    """A path (existing, or written as one) rather than a Hub repo id or URL."""
+    if source.startswith(("http://", "https://", "hf://")):
+        return False
+    return os.path.exists(os.path.expanduser(source)) or source.startswith(("/", ".", "~")) or source.count("/") != 1
+
+
+def import_model(
+    workspace: Workspace,
+    source: str,
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    assume_yes: bool = False,
+    on_conflict: ConflictPolicy = "cancel",
+    reporter: Reporter | None = None,
+) -> ImportResult:
+    """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub."""
+    if is_local_source(source):
+        if revision is not None:
+            raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
+        return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter)
+    from registry.hub_import import import_from_hub
+
+    return import_from_hub(workspace, source, name=name, revision=revision, token=token,
+                           assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter)

@@ -1,0 +1,78 @@
+"""``model-info``: everything known about one registered model, gathered in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from registry.catalog import get_model
+from registry.lineage import LineageNode, children_of, lineage
+from registry.registry_file import RegistryEntry
+from registry.views import model_file_size
+from registry.workspace import Workspace
+from store.errors import ModelStoreError
+from store.manifest import HubOrigin, LocalOrigin, Manifest, TrainingOrigin
+
+
+@dataclass
+class ModelInfo:
+    entry: RegistryEntry
+    manifest: Manifest
+    file_size: int  # bytes of every file and tensor blob of this version
+    exclusive_bytes: int  # of those, bytes no other registered model references
+    shared_bytes: int
+    dtypes: list[str]
+    origin: str
+    lineage: list[LineageNode] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+    def to_builtins(self) -> dict:
+        return {
+            **{k: getattr(self.entry, k) for k in self.entry.__struct_fields__},
+            "license": self.manifest.license,
+            "model_size": self.manifest.params,
+            "file_size": self.file_size,
+            "exclusive_bytes": self.exclusive_bytes,
+            "shared_bytes": self.shared_bytes,
+            "dtypes": self.dtypes,
+            "tensors": len(self.manifest.tensors),
+            "files": sorted(self.manifest.files),
+            "parents": self.manifest.parents,
+            "origin": self.origin,
+            "lineage": [node.__dict__ for node in self.lineage],
+            "children": self.children,
+        }
+
+
+def describe_origin(manifest: Manifest) -> str:
+    origin = manifest.origin
+    if isinstance(origin, HubOrigin):
+        return f"{origin.endpoint}/{origin.repo_id} at {origin.commit} (asked: {origin.revision})"
+    if isinstance(origin, LocalOrigin):
+        return f"local folder {origin.path}"
+    if isinstance(origin, TrainingOrigin):
+        return f"training run {origin.run}"
+    return ""
+
+
+def model_info(workspace: Workspace, name: str) -> ModelInfo:
+    entry, manifest = get_model(workspace, name)
+    sizes = manifest.expected_sizes()
+    others: set[str] = set()
+    for other in workspace.read_registry().models.values():
+        if other.model_name != name and other.manifest != entry.manifest:
+            try:
+                others |= workspace.manifest(other.manifest).object_digests()
+            except ModelStoreError:
+                continue  # validate-registry reports it; info about this model still stands
+    shared = sum(size for digest, size in sizes.items() if digest in others)
+    return ModelInfo(
+        entry=entry,
+        manifest=manifest,
+        file_size=model_file_size(manifest),
+        exclusive_bytes=sum(sizes.values()) - shared,
+        shared_bytes=shared,
+        dtypes=sorted({t.dtype for t in manifest.tensors.values()}),
+        origin=describe_origin(manifest),
+        lineage=lineage(workspace, name),
+        children=children_of(workspace, name),
+    )

@@ -1,0 +1,97 @@
+"""Plain-text and JSON renderings of library results, for the CLI to print.
+
+Pure functions from results to strings: no I/O, no click, so they are tested directly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from registry.importer import ImportResult
+from registry.info import ModelInfo
+from registry.lineage import LineageNode
+from registry.registry_file import RegistryEntry
+from registry.report import human_bytes
+
+LIST_COLUMNS = ("model_name", "model_id", "architecture_type", "source", "created_at")
+LIST_HEADINGS = ("MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "CREATED_AT")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False)
+
+
+def models_table(entries: list[RegistryEntry]) -> str:
+    noun = "model" if len(entries) == 1 else "models"
+    if not entries:
+        return f"0 {noun}"
+    rows = [LIST_HEADINGS] + [tuple(str(getattr(e, c)) for c in LIST_COLUMNS) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(LIST_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines) + f"\n{len(entries)} {noun}"
+
+
+def short(digest: str) -> str:
+    return digest[:12]
+
+
+def lineage_lines(nodes: list[LineageNode]) -> list[str]:
+    """Oldest ancestor first, down to the model itself: base -> fine-tune -> ... -> current."""
+    lines = []
+    for depth, node in enumerate(reversed(nodes)):
+        label = ", ".join(node.names) if node.names else "(not in the registry)"
+        if node.problem:
+            detail = f"manifest unreadable: {node.problem}"
+        else:
+            step = f" step {node.step}" if node.step is not None else ""
+            detail = f"{node.source}{step}, {node.created_at}"
+        arrow = "   " * (depth - 1) + "-> " if depth else ""
+        lines.append(f"{arrow}{label} [{short(node.manifest)}] {detail}")
+    return lines
+
+
+def model_info_text(info: ModelInfo) -> str:
+    entry, manifest = info.entry, info.manifest
+    rows = [
+        ("model_name", entry.model_name),
+        ("model_id", entry.model_id),
+        ("architecture_type", entry.architecture_type),
+        ("source", entry.source),
+        ("created_at", entry.created_at),
+        ("license", manifest.license or "unknown"),
+        ("model_size", f"{manifest.params:,} parameters"),
+        ("file_size", f"{human_bytes(info.file_size)} ({info.file_size:,} bytes)"),
+        ("on disk", f"{human_bytes(info.exclusive_bytes)} held by this model alone, "
+                    f"{human_bytes(info.shared_bytes)} shared with other models"),
+        ("fine_tuned_from", entry.fine_tuned_from or "-"),
+        ("local_path", entry.local_path),
+        ("manifest", entry.manifest),
+        ("tensors", f"{len(manifest.tensors)} ({', '.join(info.dtypes)})"),
+        ("files", ", ".join(sorted(manifest.files)) or "-"),
+    ]
+    if info.origin:
+        rows.append(("origin", info.origin))
+    for key, value in sorted(entry.metadata.items()):
+        if key not in {"license", "model_size", "file_size", "dtype"} and value is not None:
+            rows.append((key, str(value)))
+    width = max(len(k) for k, _ in rows)
+    text = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    text.append("lineage:")
+    text.extend("  " + line for line in lineage_lines(info.lineage))
+    if info.children:
+        text.append("fine-tuned into: " + ", ".join(info.children))
+    return "\n".join(text)
+
+
+def import_summary(result: ImportResult) -> str:
+    stats, manifest = result.stats, result.manifest
+    return (
+        f"imported {result.entry.model_name} [{short(result.manifest_digest)}]: "
+        f"{len(manifest.tensors)} tensors, {manifest.params:,} parameters, "
+        f"{human_bytes(manifest.tensor_bytes)}; {stats.new_objects} new blobs "
+        f"({human_bytes(stats.new_bytes)} written), {stats.reused_objects} already stored\n"
+        f'use it in a config as: model_name = "{result.entry.model_name}"'
+    )

@@ -1,0 +1,41 @@
+"""How library code tells the user what it is doing, without printing or exiting itself.
+
+Long operations take a ``Reporter``; the CLI passes one that writes status lines to
+stderr, tests pass one that records them, and the default says nothing.
+"""
+
+from __future__ import annotations
+
+
+class Reporter:
+    """Receives progress of a long operation. The base class ignores everything."""
+
+    def status(self, component: str, message: str) -> None:
+        """One line about a step or component (weights, config, tokenizer, verify, ...)."""
+
+    def warning(self, message: str) -> None:
+        """Something the user should know that did not stop the operation."""
+
+
+NullReporter = Reporter
+
+
+class RecordingReporter(Reporter):
+    """Keeps every line, for tests and for callers that show them later."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def status(self, component: str, message: str) -> None:
+        self.lines.append((component, message))
+
+    def warning(self, message: str) -> None:
+        self.lines.append(("warning", message))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")

@@ -1,0 +1,171 @@
+"""Views: ``models/<name>/``, a folder stock ``transformers`` loads as is.
+
+A view holds, for every file and tensor of the model's manifest, a relative symlink into
+``.modelstore/objects/`` (files under their own names, tensors as
+``weights/<tensor name>.safetensors``), plus two generated files:
+``model.safetensors.index.json``, which maps every tensor to its one-tensor file as a
+sharded checkpoint does, and ``metadata.json``, the model's summary with ``_comment``
+fields. Relative links keep the workspace relocatable. A view is built in a temporary
+folder and swapped into place, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from registry.registry_file import RegistryEntry
+from registry.workspace import Workspace
+from store import fsops
+from store.manifest import Manifest
+
+WEIGHTS_DIR = "weights"
+INDEX_FILENAME = "model.safetensors.index.json"
+METADATA_FILENAME = "metadata.json"
+GENERATED_FILES = (INDEX_FILENAME, METADATA_FILENAME)
+MAX_COMPONENT = 240
+
+
+def tensor_name_problem(name: str) -> str | None:
+    """Why a tensor name cannot be a file name in a view, or None."""
+    if not name or name.startswith("."):
+        return "it is empty or starts with '.'"
+    if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains '/', '\\' or control characters"
+    if len(name.encode()) + len(".safetensors") > MAX_COMPONENT:
+        return "it is too long to be a file name"
+    return None
+
+
+def file_path_problem(relpath: str) -> str | None:
+    """Why a model file's relative path cannot live in a view, or None."""
+    path = PurePosixPath(relpath)
+    if not relpath or "\\" in relpath or path.is_absolute() or relpath != str(path):
+        return "it is not a plain relative path"
+    if any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
+        return "it has an empty, '.', '..' or hidden component"
+    if any(ord(c) < 32 or ord(c) == 127 for c in relpath) or len(relpath) > 1000:
+        return "it contains control characters or is too long"
+    if path.parts[0] == WEIGHTS_DIR or relpath in GENERATED_FILES:
+        return "the view generates that path itself"
+    return None
+
+
+def tensor_relpath(name: str) -> str:
+    return f"{WEIGHTS_DIR}/{name}.safetensors"
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """Exactly what a view must contain: symlinks (path -> object digest) and generated files."""
+
+    links: dict[str, str]
+    generated: dict[str, bytes]
+
+    def link_target(self, workspace: Workspace, name: str, relpath: str) -> str:
+        """The relative symlink target for ``relpath`` in the view of ``name``."""
+        link_dir = (workspace.view_path(name) / relpath).parent
+        return os.path.relpath(workspace.layout.object_path(self.links[relpath]), link_dir)
+
+
+def expected_view(entry: RegistryEntry, manifest: Manifest) -> ViewSpec:
+    links = {path: f.digest for path, f in manifest.files.items()}
+    links.update((tensor_relpath(name), t.digest) for name, t in manifest.tensors.items())
+    generated = {
+        INDEX_FILENAME: render_index(manifest),
+        METADATA_FILENAME: render_metadata(entry, manifest),
+    }
+    return ViewSpec(links=links, generated=generated)
+
+
+def render_index(manifest: Manifest) -> bytes:
+    index = {
+        "metadata": {"total_size": manifest.tensor_bytes, "format": "pt"},
+        "weight_map": {name: tensor_relpath(name) for name in sorted(manifest.tensors)},
+    }
+    return json.dumps(index, indent=2).encode() + b"\n"
+
+
+def model_file_size(manifest: Manifest) -> int:
+    """Bytes of every file and tensor blob of this version (before sharing with others)."""
+    return manifest.file_bytes + sum(t.blob_size(n) for n, t in manifest.tensors.items())
+
+
+def render_metadata(entry: RegistryEntry, manifest: Manifest) -> bytes:
+    fields = [
+        ("model_name", entry.model_name, "the name this view is registered under"),
+        ("model_id", entry.model_id, "where the model came from: a Hub repo id, a folder name or a run"),
+        ("source", entry.source, "huggingface, local, custom (trained from scratch) or finetuned"),
+        ("architecture_type", entry.architecture_type, "the config's model_type; it selects the adapter"),
+        ("created_at", entry.created_at, "when this name was registered (UTC, ISO 8601)"),
+        ("license", manifest.license, "the license the model was published under, if known"),
+        ("model_size", manifest.params, "number of parameters (elements of all weight tensors)"),
+        ("file_size", model_file_size(manifest), "bytes of all files and tensor blobs of this version"),
+        ("fine_tuned_from", entry.fine_tuned_from, "the registered model this one was trained from"),
+        ("manifest", entry.manifest, "digest of the manifest: the identity of this model version"),
+    ]
+    doc: dict[str, object] = {
+        "_comment": "Generated by modelstore from the model's manifest; edits are overwritten. "
+        "Every other file here is a read-only symlink into .modelstore/objects.",
+    }
+    for key, value, comment in fields:
+        doc[f"_comment_{key}"] = comment
+        doc[key] = value
+    return json.dumps(doc, indent=2, ensure_ascii=False).encode() + b"\n"
+
+
+def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> Path:
+    """Write the view of ``entry`` in a temp folder, then swap it into ``models/<name>``."""
+    name = entry.model_name
+    spec = expected_view(entry, manifest)
+    final = workspace.view_path(name)
+    fsops.mkdirs(workspace.models_dir)
+    staging = fsops.make_temp_dir(workspace.models_dir, f".view-{name}")
+    try:
+        for relpath in sorted(spec.links):
+            link = staging / relpath
+            fsops.mkdirs(link.parent)
+            fsops.symlink(spec.link_target(workspace, name, relpath), link)
+        for relpath, data in spec.generated.items():
+            fd, tmp = fsops.create_temp(staging, relpath)
+            try:
+                fsops.write_all(fd, data, tmp)
+                os.fchmod(fd, 0o644)
+                fsops.fsync(fd, tmp)
+            finally:
+                os.close(fd)
+            fsops.rename(tmp, staging / relpath)
+        fsops.fsync_dir(staging)
+        _swap_into_place(staging, final)
+    except BaseException:
+        fsops.rmtree(staging)
+        raise
+    fsops.fsync_dir(workspace.models_dir)
+    return final
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    if not os.path.lexists(final):
+        fsops.rename(staging, final)
+        return
+    if os.path.isdir(final) and not os.path.islink(final) and fsops.exchange(staging, final):
+        fsops.rmtree(staging)  # staging now holds the old view
+        return
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    fsops.rename(final, old)
+    fsops.rename(staging, final)
+    fsops.rmtree(old)
+
+
+def remove_view(workspace: Workspace, name: str) -> bool:
+    """Delete ``models/<name>`` (links only; blobs stay until gc). False if there was none."""
+    path = workspace.view_path(name)
+    if not os.path.lexists(path):
+        return False
+    doomed = fsops.make_temp_dir(workspace.models_dir, f".deleted-{name}")
+    fsops.rename(path, doomed / "view")
+    fsops.rmtree(doomed)
+    fsops.fsync_dir(workspace.models_dir)
+    return True

@@ -1,0 +1,264 @@
+"""Every mutating filesystem operation of modelstore goes through this module.
+
+Funnelling writes through one place gives three things:
+- durability is applied uniformly (fsync of files and of the directories that name them);
+- a full disk surfaces as one ``StoreIOError`` naming ENOSPC and the path;
+- the reliability suite can stop the process at the N-th mutating step (a crash), or fail
+  it with ENOSPC there, by setting ``MODELSTORE_FAULT`` (``kill@N``, ``enospc@N``, or
+  ``count`` to only log the steps) and ``MODELSTORE_FAULT_LOG`` (a file that receives one
+  line per step). Unset, the hook costs one global lookup per call.
+
+Nothing here follows a symlink when it removes or replaces: ``unlink`` and ``rmtree`` act
+on the link itself, never on what it points to.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import signal
+import stat
+from pathlib import Path
+
+from store.errors import StoreIOError
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+class _FaultPlan:
+    def __init__(self, spec: str, log: str | None):
+        kind, _, at = spec.partition("@")
+        if kind not in ("kill", "enospc", "count"):
+            raise ValueError(f"MODELSTORE_FAULT={spec!r}: expected kill@N, enospc@N or count")
+        self.kind = kind
+        self.at = int(at) if at else 0
+        self.log = log
+        self.count = 0
+
+
+def _load_plan() -> _FaultPlan | None:
+    spec = os.environ.get("MODELSTORE_FAULT")
+    return _FaultPlan(spec, os.environ.get("MODELSTORE_FAULT_LOG")) if spec else None
+
+
+_plan = _load_plan()
+
+
+def _step(op: str, path: os.PathLike | str) -> None:
+    """Count one mutating step; crash or fail here if the fault plan says so."""
+    plan = _plan
+    if plan is None:
+        return
+    plan.count += 1
+    if plan.log:
+        with open(plan.log, "a", encoding="utf-8") as log:
+            log.write(f"{plan.count}\t{op}\t{path}\n")
+    if plan.count == plan.at:
+        if plan.kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if plan.kind == "enospc":
+            raise StoreIOError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)))
+
+
+def _wrap(path: os.PathLike | str, error: OSError) -> OSError:
+    """Disk-full errors become one StoreIOError naming ENOSPC and the path."""
+    if error.errno in _DISK_FULL and not isinstance(error, StoreIOError):
+        return StoreIOError(path, error)
+    return error
+
+
+def mkdirs(path: Path) -> None:
+    if path.is_dir():
+        return
+    _step("mkdir", path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:
+    """Create a new file no other writer can have: ``prefix-PID-RANDOM.tmp``, mode 0600."""
+    mkdirs(directory)
+    path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+    _step("create", path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise _wrap(path, e) from e
+    return fd, path
+
+
+def make_temp_dir(directory: Path, prefix: str) -> Path:
+    mkdirs(directory)
+    path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    _step("mkdir", path)
+    try:
+        path.mkdir(mode=0o755)
+    except OSError as e:
+        raise _wrap(path, e) from e
+    return path
+
+
+def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
+    _step("write", path)
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+def copy_range(src_fd: int, dst_fd: int, offset: int, count: int, path: Path) -> None:
+    """Append ``count`` bytes of ``src_fd`` from ``offset`` to ``dst_fd``, in the kernel.
+
+    ``copy_file_range`` avoids copying through Python (and reflinks where the filesystem
+    can); ``pread``/``write`` is the fallback where it is unsupported.
+    """
+    _step("write", path)
+    try:
+        while count:
+            try:
+                done = os.copy_file_range(src_fd, dst_fd, count, offset)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                done = _copy_by_read(src_fd, dst_fd, offset, count)
+            if done == 0:
+                raise OSError(errno.EIO, "source ended early", str(path))
+            offset += done
+            count -= done
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+def _copy_by_read(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    chunk = os.pread(src_fd, min(count, 16 << 20), offset)
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(dst_fd, view):]
+    return len(chunk)
+
+
+def fsync(fd: int, path: Path) -> None:
+    _step("fsync", path)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    _step("fsync", path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rename(src: Path, dst: Path) -> None:
+    """Atomically rename ``src`` onto ``dst`` (replacing a file, or an empty directory)."""
+    _step("rename", dst)
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        raise _wrap(dst, e) from e
+
+
+def hardlink(src: Path, dst: Path) -> None:
+    _step("link", dst)
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as e:
+        raise _wrap(dst, e) from e
+
+
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported.
+
+    Used to replace a model's view directory with no instant at which it is missing.
+    """
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    _step("exchange", b)
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise _wrap(b, OSError(err, os.strerror(err), str(b)))
+
+
+def symlink(target: str, path: Path) -> None:
+    _step("symlink", path)
+    try:
+        os.symlink(target, path)
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+def unlink(path: Path, missing_ok: bool = True) -> None:
+    _step("unlink", path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+
+
+def rmtree(path: Path) -> None:
+    """Remove a directory tree without following symlinks (a link is removed, not entered)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    _step("rmtree", path)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    # Read-only directories would stop the walk; our own trees are writable by the owner.
+    shutil.rmtree(path)
+
+
+def touch(path: Path) -> None:
+    """Set a file's mtime to now, without following a symlink (gc's grace period uses it)."""
+    _step("utime", path)
+    os.utime(path, follow_symlinks=False)
+
+
+def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:
+    """Write ``path`` so a reader sees the old bytes or the new ones, never a mix.
+
+    Temp file in ``tmp_dir`` (same filesystem), fsync, rename over ``path``, fsync the
+    directory.
+    """
+    fd, tmp = create_temp(tmp_dir, path.name)
+    try:
+        write_all(fd, data, tmp)
+        os.fchmod(fd, mode)
+        fsync(fd, tmp)
+    except BaseException:
+        os.close(fd)
+        unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        rename(tmp, path)
+    except BaseException:
+        unlink(tmp)
+        raise
+    fsync_dir(path.parent)

@@ -1,0 +1,213 @@
+"""Content-addressed objects: write once, verify by digest, share forever.
+
+Every write goes: unique temp file in ``.modelstore/tmp/`` -> bytes -> fsync -> re-hash the
+temp file (the name is always the digest of what is on disk, even if the source changed
+under us) -> mode 0444 -> rename to ``objects/ab/cdef...`` -> fsync the directory. Putting
+an object that already exists with the right size writes nothing; it only refreshes the
+object's mtime so that a concurrent ``gc`` (which spares young objects) cannot collect a
+blob an import is about to reference.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from store import fsops
+from store.digest import digest_bytes, digest_fd
+from store.errors import CorruptObjectError, ObjectMissingError, SourceChangedError
+from store.layout import OBJECT_MODE, Layout
+from store.tensorfile import TensorSpec, canonical_header, read_header
+
+
+@dataclass(frozen=True)
+class PutResult:
+    digest: str
+    size: int
+    written: bool  # False when the object was already in the store
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    spec: TensorSpec  # where the tensor sat in its source file
+    put: PutResult
+
+
+class ObjectStore:
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    # --- reading ---------------------------------------------------------------------
+
+    def path(self, digest: str) -> Path:
+        return self.layout.object_path(digest)
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return os.stat(self.path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    def exists(self, digest: str) -> bool:
+        return self.size(digest) is not None
+
+    def read_bytes(self, digest: str, *, verify: bool = True) -> bytes:
+        path = self.path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissingError(digest, path) from None
+        if verify:
+            actual = digest_bytes(data)
+            if actual != digest:
+                raise CorruptObjectError(digest, path, actual)
+        return data
+
+    def rehash(self, digest: str) -> str:
+        """Digest of the object's bytes as they are on disk now."""
+        path = self.path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise ObjectMissingError(digest, path) from None
+        try:
+            return digest_fd(fd)
+        finally:
+            os.close(fd)
+
+    # --- writing ---------------------------------------------------------------------
+
+    def put_bytes(self, data: bytes) -> PutResult:
+        digest = digest_bytes(data)
+        if self._have(digest, len(data)):
+            return PutResult(digest, len(data), written=False)
+        fd, tmp = self.layout.new_temp("obj")
+        with _closing_on_error(fd, tmp):
+            fsops.write_all(fd, data, tmp)
+        return self._publish(fd, tmp, digest, None)
+
+    def put_file(self, source: Path) -> PutResult:
+        """Store a file verbatim (config.json, tokenizer.json, ...)."""
+        with open(source, "rb") as f:
+            src = f.fileno()
+            size = os.fstat(src).st_size
+            digest = digest_fd(src)
+            if self._have(digest, size):
+                return PutResult(digest, size, written=False)
+            fd, tmp = self.layout.new_temp("obj")
+            with _closing_on_error(fd, tmp):
+                fsops.copy_range(src, fd, 0, size, tmp)
+            return self._publish(fd, tmp, digest, source)
+
+    def put_tensors(self, source: Path) -> list[StoredTensor]:
+        """Split a safetensors file into canonical one-tensor blobs, at the byte level."""
+        with open(source, "rb") as f:
+            src = f.fileno()
+            size = os.fstat(src).st_size
+            header = read_header(source, size, fd=src)
+            with _map(src, size > header.data_start) as mapped:
+                return [StoredTensor(spec, self._put_tensor(src, mapped, spec, source)) for spec in header.tensors]
+
+    def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec, source: Path) -> PutResult:
+        digest, size = _tensor_digest(mapped, spec)
+        head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
+        if self._have(digest, size):
+            return PutResult(digest, size, written=False)
+        fd, tmp = self.layout.new_temp("obj")
+        with _closing_on_error(fd, tmp):
+            fsops.write_all(fd, head, tmp)
+            fsops.copy_range(src, fd, spec.start, spec.nbytes, tmp)
+        return self._publish(fd, tmp, digest, source)
+
+    def missing_bytes(self, source: Path) -> int:
+        """Bytes that storing ``source`` would write: its blobs not yet in the store.
+
+        Safetensors files are counted per tensor blob, other files as one blob.
+        """
+        with open(source, "rb") as f:
+            src = f.fileno()
+            size = os.fstat(src).st_size
+            if not str(source).endswith(".safetensors"):
+                return 0 if self.size(digest_fd(src)) == size else size
+            header = read_header(source, size, fd=src)
+            missing = 0
+            with _map(src, size > header.data_start) as mapped:
+                for spec in header.tensors:
+                    digest, blob_size = _tensor_digest(mapped, spec)
+                    if self.size(digest) != blob_size:
+                        missing += blob_size
+            return missing
+
+    def _have(self, digest: str, size: int) -> bool:
+        """True if the object is present with the right size (then its mtime is refreshed).
+
+        A present object of the wrong size is damaged: it is written again, which heals it.
+        """
+        if self.size(digest) != size:
+            return False
+        try:
+            fsops.touch(self.path(digest))
+        except PermissionError:  # a store shared with other users: their objects stay as they are
+            pass
+        return True
+
+    def _publish(self, fd: int, tmp: Path, digest: str, source: Path | None) -> PutResult:
+        """fsync, verify, seal and rename a finished temp file to its object path."""
+        with _closing_on_error(fd, tmp):
+            fsops.fsync(fd, tmp)
+            actual = digest_fd(fd)
+            size = os.fstat(fd).st_size
+            os.fchmod(fd, OBJECT_MODE)
+        os.close(fd)
+        if actual != digest:
+            fsops.unlink(tmp)
+            if source is not None:
+                raise SourceChangedError(source)
+            raise CorruptObjectError(digest, tmp, actual, "the temp file did not read back as written")
+        final = self.path(digest)
+        fan = final.parent
+        created_fan = not fan.is_dir()
+        try:
+            fsops.mkdirs(fan)
+            fsops.rename(tmp, final)
+        except BaseException:
+            fsops.unlink(tmp)
+            raise
+        fsops.fsync_dir(fan)
+        if created_fan:
+            fsops.fsync_dir(fan.parent)
+        return PutResult(digest, size, written=True)
+
+
+def _tensor_digest(mapped: mmap.mmap | None, spec: TensorSpec) -> tuple[str, int]:
+    """Digest and size of the canonical blob of ``spec``, hashed straight from the source map."""
+    head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
+    if mapped is None or spec.nbytes == 0:
+        return digest_bytes(head), len(head)
+    with memoryview(mapped)[spec.start:spec.end] as data:
+        return digest_bytes(head, data), len(head) + spec.nbytes
+
+
+@contextmanager
+def _map(fd: int, has_data: bool) -> Iterator[mmap.mmap | None]:
+    """A read-only map of the whole file; None when it holds no tensor bytes (mmap refuses 0)."""
+    if not has_data:
+        yield None
+        return
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+        yield mapped
+
+
+@contextmanager
+def _closing_on_error(fd: int, tmp: Path) -> Iterator[None]:
+    """On any error, close and remove the temp file so a failed write leaves nothing."""
+    try:
+        yield
+    except BaseException:
+        os.close(fd)
+        fsops.unlink(tmp)
+        raise
