@@ -103,6 +103,23 @@ class ObjectStore:
                 fsops.copy_range(src, fd, 0, size, tmp)
             return self._publish(fd, tmp, digest, source)
 
+    def put_tensor(self, name: str, dtype: str, shape: list[int] | tuple[int, ...],
+                   data: bytes | memoryview) -> PutResult:
+        """Store one tensor from memory (raw little-endian bytes) as its canonical blob.
+
+        What training checkpoints use: no intermediate safetensors file is written.
+        """
+        head = canonical_header(name, dtype, shape, len(data))
+        digest = digest_bytes(head, data)
+        size = len(head) + len(data)
+        if self._have(digest, size):
+            return PutResult(digest, size, written=False)
+        fd, tmp = self.layout.new_temp("obj")
+        with _closing_on_error(fd, tmp):
+            fsops.write_all(fd, head, tmp)
+            fsops.write_all(fd, data, tmp)
+        return self._publish(fd, tmp, digest, None)
+
     def put_tensors(self, source: Path) -> list[StoredTensor]:
         """Split a safetensors file into canonical one-tensor blobs, at the byte level."""
         with open(source, "rb") as f:
