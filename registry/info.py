@@ -59,7 +59,7 @@ def model_info(workspace: Workspace, name: str) -> ModelInfo:
     sizes = manifest.expected_sizes()
     others: set[str] = set()
     for other in workspace.read_registry().models.values():
-        if other.model_name != name and other.manifest != entry.manifest:
+        if other.model_name != name:
             try:
                 others |= workspace.manifest(other.manifest).object_digests()
             except ModelStoreError:

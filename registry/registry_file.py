@@ -56,10 +56,10 @@ def parse_registry(path: Path, data: bytes) -> RegistryDoc:
         raise RegistryError(path, f"not valid JSON ({e})") from None
     try:
         version = msgspec.json.decode(data, type=dict).get("schema_version")
+    except msgspec.ValidationError:  # (a subclass of DecodeError, so it comes first)
+        raise RegistryError(path, "the top level is not a JSON object") from None
     except msgspec.DecodeError as e:
         raise RegistryError(path, f"not valid JSON ({e})") from None
-    except msgspec.ValidationError:
-        raise RegistryError(path, "the top level is not a JSON object") from None
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise RegistryError(
             path,

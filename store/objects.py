@@ -85,10 +85,11 @@ class ObjectStore:
         digest = digest_bytes(data)
         if self._have(digest, len(data)):
             return PutResult(digest, len(data), written=False)
-        fd, tmp = self.layout.new_temp("obj")
-        with _closing_on_error(fd, tmp):
-            fsops.write_all(fd, data, tmp)
-        return self._publish(fd, tmp, digest, None)
+        with _Batch(self) as batch:
+            fd, tmp = self.layout.new_temp("obj")
+            with _closing_on_error(fd, tmp):
+                fsops.write_all(fd, data, tmp)
+            return batch.add(fd, tmp, digest, None)
 
     def put_file(self, source: Path) -> PutResult:
         """Store a file verbatim (config.json, tokenizer.json, ...)."""
@@ -98,10 +99,11 @@ class ObjectStore:
             digest = digest_fd(src)
             if self._have(digest, size):
                 return PutResult(digest, size, written=False)
-            fd, tmp = self.layout.new_temp("obj")
-            with _closing_on_error(fd, tmp):
-                fsops.copy_range(src, fd, 0, size, tmp)
-            return self._publish(fd, tmp, digest, source)
+            with _Batch(self) as batch:
+                fd, tmp = self.layout.new_temp("obj")
+                with _closing_on_error(fd, tmp):
+                    fsops.copy_range(src, fd, 0, size, tmp)
+                return batch.add(fd, tmp, digest, source)
 
     def put_tensor(self, name: str, dtype: str, shape: list[int] | tuple[int, ...],
                    data: bytes | memoryview) -> PutResult:
@@ -114,11 +116,12 @@ class ObjectStore:
         size = len(head) + len(data)
         if self._have(digest, size):
             return PutResult(digest, size, written=False)
-        fd, tmp = self.layout.new_temp("obj")
-        with _closing_on_error(fd, tmp):
-            fsops.write_all(fd, head, tmp)
-            fsops.write_all(fd, data, tmp)
-        return self._publish(fd, tmp, digest, None)
+        with _Batch(self) as batch:
+            fd, tmp = self.layout.new_temp("obj")
+            with _closing_on_error(fd, tmp):
+                fsops.write_all(fd, head, tmp)
+                fsops.write_all(fd, data, tmp)
+            return batch.add(fd, tmp, digest, None)
 
     def put_tensors(self, source: Path) -> list[StoredTensor]:
         """Split a safetensors file into canonical one-tensor blobs, at the byte level."""
@@ -126,19 +129,21 @@ class ObjectStore:
             src = f.fileno()
             size = os.fstat(src).st_size
             header = read_header(source, size, fd=src)
-            with _map(src, size > header.data_start) as mapped:
-                return [StoredTensor(spec, self._put_tensor(src, mapped, spec, source)) for spec in header.tensors]
+            with _map(src, size > header.data_start) as mapped, _Batch(self) as batch:
+                return [StoredTensor(spec, self._put_tensor(src, mapped, spec, source, batch))
+                        for spec in header.tensors]
 
-    def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec, source: Path) -> PutResult:
+    def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec, source: Path,
+                    batch: _Batch) -> PutResult:
         digest, size = _tensor_digest(mapped, spec)
-        head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
         if self._have(digest, size):
             return PutResult(digest, size, written=False)
+        head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
         fd, tmp = self.layout.new_temp("obj")
         with _closing_on_error(fd, tmp):
             fsops.write_all(fd, head, tmp)
             fsops.copy_range(src, fd, spec.start, spec.nbytes, tmp)
-        return self._publish(fd, tmp, digest, source)
+        return batch.add(fd, tmp, digest, source)
 
     def missing_bytes(self, source: Path) -> int:
         """Bytes that storing ``source`` would write: its blobs not yet in the store.
@@ -172,32 +177,82 @@ class ObjectStore:
             pass
         return True
 
-    def _publish(self, fd: int, tmp: Path, digest: str, source: Path | None) -> PutResult:
-        """fsync, verify, seal and rename a finished temp file to its object path."""
-        with _closing_on_error(fd, tmp):
-            fsops.fsync(fd, tmp)
-            actual = digest_fd(fd)
-            size = os.fstat(fd).st_size
-            os.fchmod(fd, OBJECT_MODE)
-        os.close(fd)
-        if actual != digest:
-            fsops.unlink(tmp)
-            if source is not None:
-                raise SourceChangedError(source)
-            raise CorruptObjectError(digest, tmp, actual, "the temp file did not read back as written")
-        final = self.path(digest)
-        fan = final.parent
-        created_fan = not fan.is_dir()
-        try:
-            fsops.mkdirs(fan)
-            fsops.rename(tmp, final)
-        except BaseException:
-            fsops.unlink(tmp)
-            raise
-        fsops.fsync_dir(fan)
-        if created_fan:
-            fsops.fsync_dir(fan.parent)
+
+class _Batch:
+    """Temp files written but not yet published; fsync'd, verified and renamed together.
+
+    Writeback of each file starts as soon as it is written, so the disk works while the next
+    one is copied, and publishing a batch costs one directory fsync per fan-out directory
+    rather than one per object. Leaving the ``with`` block publishes (or, on an error,
+    removes every temp file of the batch).
+    """
+
+    MAX_FILES = 256
+    MAX_BYTES = 1 << 30
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+        self.pending: list[tuple[int, Path, str, Path | None]] = []
+        self.bytes = 0
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if kind is None:
+            self.flush()
+        else:
+            self.abort()
+
+    def add(self, fd: int, tmp: Path, digest: str, source: Path | None) -> PutResult:
+        """Queue a finished temp file; its object exists once the batch is flushed."""
+        size = os.fstat(fd).st_size
+        fsops.start_writeback(fd)
+        self.pending.append((fd, tmp, digest, source))
+        self.bytes += size
+        if len(self.pending) >= self.MAX_FILES or self.bytes >= self.MAX_BYTES:
+            self.flush()
         return PutResult(digest, size, written=True)
+
+    def abort(self) -> None:
+        for fd, tmp, _, _ in self.pending:
+            os.close(fd)
+            fsops.unlink(tmp)
+        self.pending, self.bytes = [], 0
+
+    def flush(self) -> None:
+        """fsync and verify every file, seal it 0444, rename it into place, fsync the dirs."""
+        try:
+            for fd, tmp, digest, source in self.pending:
+                fsops.fsync(fd, tmp)
+                actual = digest_fd(fd)
+                if actual != digest:
+                    if source is not None:
+                        raise SourceChangedError(source)
+                    raise CorruptObjectError(digest, tmp, actual, "the temp file did not read back as written")
+                os.fchmod(fd, OBJECT_MODE)
+        except BaseException:
+            self.abort()
+            raise
+        batch, self.pending, self.bytes = self.pending, [], 0
+        fans: dict[Path, bool] = {}
+        try:
+            for fd, tmp, digest, _ in batch:
+                os.close(fd)
+            for i, (_, tmp, digest, _) in enumerate(batch):
+                final = self.store.path(digest)
+                if final.parent not in fans:
+                    fans[final.parent] = not final.parent.is_dir()
+                    fsops.mkdirs(final.parent)
+                fsops.rename(tmp, final)
+        except BaseException:
+            for _, tmp, _, _ in batch:
+                fsops.unlink(tmp)
+            raise
+        for fan in fans:
+            fsops.fsync_dir(fan)
+        if any(fans.values()):
+            fsops.fsync_dir(self.store.layout.objects)
 
 
 def _tensor_digest(mapped: mmap.mmap | None, spec: TensorSpec) -> tuple[str, int]:

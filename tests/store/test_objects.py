@@ -1,0 +1,120 @@
+"""Objects: atomic, idempotent, verified writes; per-tensor splitting at the byte level."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from store.digest import digest_bytes, digest_file
+from store.errors import ObjectMissingError, CorruptObjectError
+from store.layout import Layout
+from store.objects import ObjectStore
+
+
+@pytest.fixture
+def objects(tmp_path) -> ObjectStore:
+    layout = Layout(tmp_path / "ws")
+    layout.create()
+    return ObjectStore(layout)
+
+
+def test_put_bytes_names_object_by_blake3_and_seals_it(objects):
+    put = objects.put_bytes(b"hello")
+    path = objects.path(put.digest)
+    assert put.digest == digest_bytes(b"hello") and put.written and put.size == 5
+    assert path == objects.layout.objects / put.digest[:2] / put.digest[2:]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert path.read_bytes() == b"hello"
+    assert list(objects.layout.tmp.iterdir()) == []
+
+
+def test_putting_an_existing_object_writes_nothing(objects):
+    first = objects.put_bytes(b"same bytes")
+    inode = objects.path(first.digest).stat().st_ino
+    again = objects.put_bytes(b"same bytes")
+    assert again.digest == first.digest and not again.written
+    assert objects.path(first.digest).stat().st_ino == inode
+    assert list(objects.layout.tmp.iterdir()) == []
+
+
+def test_existing_object_of_wrong_size_is_rewritten(objects):
+    put = objects.put_bytes(b"0123456789")
+    path = objects.path(put.digest)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"01234")  # truncated by some accident
+    healed = objects.put_bytes(b"0123456789")
+    assert healed.written and path.read_bytes() == b"0123456789"
+
+
+def test_put_file_copies_verbatim_and_leaves_source(objects, tmp_path):
+    source = tmp_path / "config.json"
+    source.write_bytes(b'{"model_type": "qwen2"}')
+    put = objects.put_file(source)
+    assert objects.path(put.digest).read_bytes() == source.read_bytes()
+    assert put.digest == digest_file(source)
+    assert source.stat().st_mode & 0o200  # still writable: the source is never touched
+
+
+def test_put_tensors_splits_into_canonical_loadable_blobs(objects, tmp_path):
+    tensors = {"w": torch.randn(4, 3), "b": torch.arange(5, dtype=torch.int64),
+               "h": torch.randn(2, 2).to(torch.bfloat16), "empty": torch.zeros(0)}
+    save_file(tensors, tmp_path / "m.safetensors", metadata={"format": "pt", "other": "x"})
+    stored = {item.spec.name: item for item in objects.put_tensors(tmp_path / "m.safetensors")}
+    assert set(stored) == set(tensors)
+    for name, tensor in tensors.items():
+        blob = load_file(objects.path(stored[name].put.digest))
+        assert list(blob) == [name]
+        assert torch.equal(blob[name], tensor)
+
+
+def test_same_tensor_in_different_files_has_one_digest(objects, tmp_path):
+    shared = torch.randn(8, 8)
+    save_file({"x": shared, "y": torch.zeros(3)}, tmp_path / "a.safetensors")
+    save_file({"x": shared.clone()}, tmp_path / "b.safetensors", metadata={"foo": "bar"})
+    a = {i.spec.name: i.put for i in objects.put_tensors(tmp_path / "a.safetensors")}
+    b = {i.spec.name: i.put for i in objects.put_tensors(tmp_path / "b.safetensors")}
+    assert a["x"].digest == b["x"].digest
+    assert a["x"].written and not b["x"].written
+
+
+def test_put_tensor_from_memory_matches_split_blob(objects, tmp_path):
+    tensor = torch.randn(5, 7)
+    save_file({"w": tensor}, tmp_path / "m.safetensors")
+    [split] = objects.put_tensors(tmp_path / "m.safetensors")
+    from_memory = objects.put_tensor("w", "F32", [5, 7], tensor.numpy().tobytes())
+    assert from_memory.digest == split.put.digest and not from_memory.written
+
+
+def test_missing_bytes_counts_only_absent_blobs(objects, tmp_path):
+    save_file({"x": torch.randn(16), "y": torch.randn(32)}, tmp_path / "a.safetensors")
+    total = objects.missing_bytes(tmp_path / "a.safetensors")
+    assert total > 16 * 4 + 32 * 4
+    objects.put_tensors(tmp_path / "a.safetensors")
+    assert objects.missing_bytes(tmp_path / "a.safetensors") == 0
+
+
+def test_read_bytes_verifies(objects):
+    put = objects.put_bytes(b"payload")
+    path = objects.path(put.digest)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"pAyload")
+    with pytest.raises(CorruptObjectError) as info:
+        objects.read_bytes(put.digest)
+    assert info.value.digest == put.digest and info.value.actual == digest_bytes(b"pAyload")
+    path.unlink()
+    with pytest.raises(ObjectMissingError):
+        objects.read_bytes(put.digest)
+
+
+def test_put_tensors_refuses_malformed_file_and_writes_nothing(objects, tmp_path):
+    from store.errors import SafetensorsError
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      trailing")
+    with pytest.raises(SafetensorsError):
+        objects.put_tensors(bad)
+    assert list(objects.layout.iter_object_paths()) == []

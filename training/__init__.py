@@ -1,0 +1,1 @@
+"""Training: the custom Transformer from scratch, fine-tuning, checkpoints in the store."""
