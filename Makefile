@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m training.demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

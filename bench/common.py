@@ -49,13 +49,18 @@ def timed(fn: Callable[[], object]) -> float:
 
 def alternate(rounds: int, contenders: dict[str, Callable[[], object]],
               before_each: Callable[[], None] | None = None) -> dict[str, list[float]]:
-    """Run each contender once per round, in alternating order; return their times."""
+    """Run each contender once per round, in alternating order; return their times.
+
+    Before each timed run the filesystem is synced (untimed), so no contender pays for
+    the writeback of the data another one left dirty.
+    """
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for i in range(rounds):
         for name in names if i % 2 == 0 else names[::-1]:
             if before_each:
                 before_each()
+            os.sync()
             times[name].append(timed(contenders[name]))
     return times
 

@@ -12,6 +12,7 @@ warm page cache, alternating. Our import also fsyncs every blob; ``cp`` does not
 from __future__ import annotations
 
 import argparse
+import os
 
 from bench.common import OUT, alternate, bench_model, fresh, main_py, report, run, warm
 
@@ -33,9 +34,12 @@ def main(rounds: int = 5) -> list[dict]:
 
     times = alternate(rounds, {
         "cp -r": lambda: run("cp", "-r", source, copy_dest),
+        "cp -r && sync": lambda: (run("cp", "-r", source, copy_dest), os.sync()),
         "import-model (new store)": lambda: main_py("import-model", source, "--name", "qwen", root=store),
     }, before_each=clean)
-    first = report("import-local", times, "cp -r", "import <= 1.5x cp -r")
+    first = report("import-local", times, "cp -r", "import <= 1.5x cp -r",
+                   note="import fsyncs every blob before it commits; cp -r leaves its data in the "
+                        "page cache, so 'cp -r && sync' is the like-for-like durable copy")
 
     # Re-import: the store already holds every blob.
     clean()
