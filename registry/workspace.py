@@ -50,7 +50,7 @@ class Workspace:
     def ensure_store(self) -> None:
         """Create ``.modelstore/`` and ``models/`` if they do not exist yet."""
         self.layout.create()
-        fsops.mkdirs(self.models_dir)
+        fsops.mkdirs(self.models_dir)  # refuses a models/ that is a link
 
     # --- registry ------------------------------------------------------------------------
 

@@ -90,6 +90,18 @@ class StoreIOError(ModelStoreError, OSError):
         self.path = Path(path)
 
 
+class UnsafePathError(ModelStoreError, OSError):
+    """A folder modelstore writes into is a symlink (or not a folder): never written through."""
+
+    def __init__(self, path: Path | str, detail: str):
+        super().__init__(
+            f"{path} {detail}; modelstore never writes through links in its own folders",
+            "remove or move it away and run the command again (nothing was written)",
+        )
+        self.path = Path(path)
+        self.filename = str(path)
+
+
 class SourceChangedError(ModelStoreError, OSError):
     """A source file changed while it was being copied into the store."""
 

@@ -22,7 +22,7 @@ import signal
 import stat
 from pathlib import Path
 
-from store.errors import StoreIOError
+from store.errors import StoreIOError, UnsafePathError
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
@@ -69,7 +69,20 @@ def _wrap(path: os.PathLike | str, error: OSError) -> OSError:
     return error
 
 
+def require_real_dir(path: Path) -> None:
+    """Refuse ``path`` if it exists as a symlink or a non-directory (a planted link is never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(path, "should be a folder but is a file")
+
+
 def mkdirs(path: Path) -> None:
+    require_real_dir(path)
     if path.is_dir():
         return
     _step("mkdir", path)

@@ -121,6 +121,8 @@ class Layout:
 
     def create(self) -> None:
         """Create the store (idempotent); an existing store is only checked."""
+        for path in (self.store, self.objects, self.tmp, self.quarantine):
+            fsops.require_real_dir(path)
         if self.format_file.exists():
             self.check_format()
             return

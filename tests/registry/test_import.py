@@ -241,3 +241,33 @@ class _Exploit:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("planted", [".modelstore/objects", ".modelstore/tmp", "models"])
+def test_planted_symlink_in_the_store_is_never_written_through(workspace, tiny_model, tmp_path, planted):
+    from store.errors import UnsafePathError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    workspace.ensure_store()
+    link = workspace.root / planted
+    shutil.rmtree(link)
+    link.symlink_to(outside)
+    with pytest.raises(UnsafePathError, match="is a symbolic link to"):
+        import_folder(workspace, tiny_model(), name="tiny")
+    assert list(outside.iterdir()) == []
+
+
+def test_planted_symlink_as_object_fan_directory_is_refused(workspace, tiny_model, tmp_path):
+    from store.digest import digest_file
+    from store.errors import UnsafePathError
+
+    source = tiny_model()
+    workspace.ensure_store()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    config_digest = digest_file(source / "config.json")
+    (workspace.layout.objects / config_digest[:2]).symlink_to(outside)
+    with pytest.raises(UnsafePathError):
+        import_folder(workspace, source, name="tiny")
+    assert list(outside.iterdir()) == []
