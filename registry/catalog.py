@@ -22,6 +22,7 @@ from store.errors import (
     Aborted,
     InvalidNameError,
     ModelExistsError,
+    ModelStoreError,
     ModelNotFoundError,
     ObjectMissingError,
     UsageError,
@@ -35,8 +36,16 @@ CONFLICT_CHOICES: tuple[ConflictChoice, ...] = ("overwrite", "rename", "cancel")
 ConflictPolicy = ConflictChoice | Callable[[str], ConflictChoice]
 
 
-def resolve_conflict(workspace: Workspace, name: str, policy: ConflictPolicy) -> tuple[str, ConflictChoice | None]:
-    """Apply ``policy`` if ``name`` is taken: the name to use and the choice made (or None)."""
+def resolve_conflict(
+    workspace: Workspace, name: str, policy: ConflictPolicy,
+    same_source: Callable[[Manifest], bool] | None = None,
+) -> tuple[str, ConflictChoice | None]:
+    """Apply ``policy`` if ``name`` is taken: the name to use and the choice made (or None).
+
+    ``same_source`` says whether the registered version came from where this import reads:
+    then the conflict is left for ``register``, which accepts an identical version as a
+    no-op, so re-running an import is harmless.
+    """
     doc = workspace.read_registry()
     _check_case_collision(doc.models, name)
     if name not in doc.models:
@@ -46,6 +55,12 @@ def resolve_conflict(workspace: Workspace, name: str, policy: ConflictPolicy) ->
                 "move it away, or run `python main.py validate-registry --fix` to adopt or set it aside",
             )
         return name, None
+    if same_source is not None and policy == "cancel":
+        try:
+            if same_source(workspace.manifest(doc.models[name].manifest)):
+                return name, None
+        except ModelStoreError:
+            pass  # an unreadable manifest is validate-registry's business; treat as a conflict
     choice = policy(name) if callable(policy) else policy
     if choice not in CONFLICT_CHOICES:
         raise UsageError(f"unknown conflict choice {choice!r}", "use overwrite, rename or cancel")
@@ -86,9 +101,17 @@ def register(
     on_conflict: ConflictPolicy = "cancel",
     on_wait: Callable[[], None] | None = None,
 ) -> RegistryEntry:
-    """Commit a stored manifest under ``name``: check objects, build the view, update registry."""
+    """Commit a stored manifest under ``name``: check objects, build the view, update registry.
+
+    If ``name`` already holds the same version (equal but for its creation time), nothing
+    changes and the existing entry is returned: importing the same thing twice, or from
+    several processes at once, is not a conflict.
+    """
     validate_name(name)
     with workspace.locked(on_wait):
+        existing = workspace.read_registry().models.get(name)
+        if existing is not None and _same_version(workspace, existing, manifest):
+            return existing
         name, _ = resolve_conflict(workspace, name, on_conflict)
         _check_objects(workspace, manifest_digest, manifest)
         entry = RegistryEntry(
@@ -107,6 +130,14 @@ def register(
         doc.models[name] = entry
         workspace.write_registry(doc)
     return entry
+
+
+def _same_version(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> bool:
+    try:
+        current = workspace.manifest(entry.manifest)
+    except ModelStoreError:
+        return False
+    return current.same_version(manifest) and os.path.isdir(workspace.root / entry.local_path)
 
 
 def _check_objects(workspace: Workspace, manifest_digest: str, manifest: Manifest) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +149,9 @@ def import_folder(
         missing = sorted(set(weight_map) - set(seen)) or sorted(set(seen) - set(weight_map))
         raise SafetensorsError(source / sel.index, f"index and shards disagree about tensor {missing[0]!r}")
     report_selection(reporter, sel)
-    on_conflict = _decide_conflict(workspace, name, on_conflict)
+    on_conflict = _decide_conflict(
+        workspace, name, on_conflict,
+        lambda m: isinstance(m.origin, LocalOrigin) and m.origin.path == str(source))
     sources = [source / p for p in sel.weights + sel.files]
     check_free_space(workspace, sum(p.stat().st_size for p in sources), sources)
 
@@ -183,9 +186,11 @@ def import_folder(
                         skipped=sel.skipped)
 
 
-def _decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy) -> ConflictPolicy:
-    """Ask an interactive policy now, before any bytes are written, and keep its answer."""
-    _, choice = resolve_conflict(workspace, name, policy)
+def _decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy,
+                     same_source: Callable[[Manifest], bool]) -> ConflictPolicy:
+    """Settle a taken name now, before any bytes are written: ask an interactive policy and
+    keep its answer, refuse at once under "cancel" unless the name came from this source."""
+    _, choice = resolve_conflict(workspace, name, policy, same_source)
     return choice or policy
 
 

@@ -104,6 +104,10 @@ class Manifest(Record):
             sizes.update((f.digest, f.size) for f in self.training.optimizer.values())
         return sizes
 
+    def same_version(self, other: Manifest) -> bool:
+        """Equal in everything but the creation time: the same model version made twice."""
+        return msgspec.structs.replace(other, created_at=self.created_at) == self
+
     @property
     def tensor_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors.values())

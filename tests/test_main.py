@@ -84,11 +84,12 @@ def test_bad_name_and_duplicate_name(run, tiny_model):
     assert one_error_line(bad) == ("error: invalid model name 'a..b': a name must not contain '..'; "
                                    "choose another name with --name")
     run("import-model", str(source), "--name", "tiny")
-    dup = run("import-model", str(source), "--name", "tiny")
+    other = tiny_model("qwen3", name="other")
+    dup = run("import-model", str(other), "--name", "tiny")
     assert dup.exit_code == 1
     assert one_error_line(dup) == ("error: a model named 'tiny' is already registered; "
                                    "pass --on-conflict overwrite|rename, or choose another --name")
-    renamed = run("import-model", str(source), "--name", "tiny", "--on-conflict", "rename")
+    renamed = run("import-model", str(other), "--name", "tiny", "--on-conflict", "rename")
     assert 'model_name = "tiny-2"' in renamed.stdout
 
 

@@ -199,21 +199,23 @@ def test_name_is_derived_from_the_folder(workspace, tiny_model):
 def test_conflicts_cancel_overwrite_rename(workspace, tiny_model):
     source = tiny_model()
     first = import_folder(workspace, source, name="tiny")
-    with pytest.raises(ModelExistsError):
-        import_folder(workspace, source, name="tiny")
-    renamed = import_folder(workspace, source, name="tiny", on_conflict="rename")
-    assert renamed.entry.model_name == "tiny-2"
     other = tiny_model("qwen3", name="other")
+    before = set(workspace.layout.iter_object_paths())
+    with pytest.raises(ModelExistsError):
+        import_folder(workspace, other, name="tiny")
+    assert set(workspace.layout.iter_object_paths()) == before  # refused before writing
+    renamed = import_folder(workspace, other, name="tiny", on_conflict="rename")
+    assert renamed.entry.model_name == "tiny-2"
     replaced = import_folder(workspace, other, name="tiny", on_conflict="overwrite")
     assert workspace.read_registry().models["tiny"].manifest == replaced.manifest_digest != first.manifest_digest
     assert json.loads((workspace.root / "models/tiny/config.json").read_text())["model_type"] == "qwen3"
 
 
 def test_interactive_conflict_choice_is_asked_once_before_writing(workspace, tiny_model):
-    source = tiny_model()
-    import_folder(workspace, source, name="tiny")
+    import_folder(workspace, tiny_model(), name="tiny")
     asked = []
-    result = import_folder(workspace, source, name="tiny", on_conflict=lambda n: asked.append(n) or "rename")
+    result = import_folder(workspace, tiny_model("qwen3", name="other"), name="tiny",
+                           on_conflict=lambda n: asked.append(n) or "rename")
     assert asked == ["tiny"] and result.entry.model_name == "tiny-2"
 
 
@@ -271,3 +273,20 @@ def test_planted_symlink_as_object_fan_directory_is_refused(workspace, tiny_mode
     with pytest.raises(UnsafePathError):
         import_folder(workspace, source, name="tiny")
     assert list(outside.iterdir()) == []
+
+
+def test_reimporting_the_same_folder_under_its_name_is_a_no_op(workspace, tiny_model):
+    source = tiny_model()
+    first = import_folder(workspace, source, name="tiny")
+    registry_before = workspace.registry_path.read_bytes()
+    again = import_folder(workspace, source, name="tiny")
+    assert again.entry == first.entry
+    assert workspace.registry_path.read_bytes() == registry_before
+
+
+def test_same_folder_changed_since_is_still_a_conflict(workspace, tiny_model):
+    source = tiny_model()
+    import_folder(workspace, source, name="tiny")
+    (source / "generation_config.json").write_text('{"do_sample": true}')
+    with pytest.raises(ModelExistsError):
+        import_folder(workspace, source, name="tiny")
