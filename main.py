@@ -129,6 +129,34 @@ def model_info_cmd(ctx, name, as_json) -> None:
     click.echo(to_json(info.to_builtins()) if as_json else model_info_text(info))
 
 
+@cli.command("lineage")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def lineage_cmd(ctx, name, as_json) -> None:
+    """Show the chain base -> fine-tunes -> NAME, and the models fine-tuned from NAME."""
+    from registry.lineage import children_of, lineage
+    from registry.render import lineage_text, to_json
+
+    ws = workspace(ctx)
+    nodes = lineage(ws, name)
+    children = children_of(ws, name)
+    click.echo(to_json({"lineage": [n.__dict__ for n in nodes], "children": children}) if as_json
+               else lineage_text(name, nodes, children))
+
+
+@cli.command("du")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def du_cmd(ctx, as_json) -> None:
+    """Disk usage per model and for the store, with the dedup ratio."""
+    from registry.render import to_json, usage_text
+    from registry.usage import disk_usage
+
+    usage = disk_usage(workspace(ctx))
+    click.echo(to_json({**usage.__dict__, "dedup_ratio": usage.dedup_ratio}) if as_json else usage_text(usage))
+
+
 # --- deleting ----------------------------------------------------------------------------
 
 

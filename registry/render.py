@@ -15,6 +15,7 @@ from registry.info import ModelInfo
 from registry.lineage import LineageNode
 from registry.registry_file import RegistryEntry
 from registry.report import human_bytes
+from registry.usage import StoreUsage
 
 LIST_COLUMNS = ("model_name", "model_id", "architecture_type", "source", "created_at")
 LIST_HEADINGS = ("MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "CREATED_AT")
@@ -95,3 +96,32 @@ def import_summary(result: ImportResult) -> str:
         f"({human_bytes(stats.new_bytes)} written), {stats.reused_objects} already stored\n"
         f'use it in a config as: model_name = "{result.entry.model_name}"'
     )
+
+
+def usage_text(usage: StoreUsage) -> str:
+    rows = [("MODEL_NAME", "LOGICAL", "ALONE", "SHARED")]
+    for m in usage.models:
+        rows.append((m.name + (" (manifest unreadable)" if m.problem else ""), human_bytes(m.logical_bytes),
+                     human_bytes(m.exclusive_bytes), human_bytes(m.shared_bytes)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.append(
+        f"store: {len(usage.models)} models, {human_bytes(usage.logical_bytes)} logical in "
+        f"{human_bytes(usage.referenced_bytes)} of blobs (dedup ratio {usage.dedup_ratio:.2f}x); "
+        f"{human_bytes(usage.stored_bytes)} on disk in {usage.objects} objects, of which "
+        f"{human_bytes(usage.unreferenced_bytes)} in {usage.unreferenced_objects} unreferenced "
+        f"(freed by gc once older than its grace period)"
+    )
+    return "\n".join(lines)
+
+
+def lineage_text(name: str, nodes: list[LineageNode], children: list[str]) -> str:
+    text = [f"lineage of {name} (oldest first):"]
+    text.extend("  " + line for line in lineage_lines(nodes))
+    missing = [n for n in nodes[1:] if not n.registered and n.step is None]
+    if missing:
+        text.append(f"{len(missing)} ancestor(s) are not in the registry any more; "
+                    "their manifests stay readable")
+    text.append("fine-tuned from it: " + (", ".join(children) if children else "none"))
+    return "\n".join(text)
