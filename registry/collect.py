@@ -55,7 +55,7 @@ def collect_garbage(workspace: Workspace, *, grace_s: float = DEFAULT_GRACE_S, d
             names = sorted(graph.registered.get(digest) or graph.needed_by.get(digest, ()))
             role = "manifest" if not lineage_only else "lineage manifest"
             problems.append(f"{role} {digest[:12]} of {', '.join(repr(n) for n in names)} cannot be read "
-                            f"({error.message if hasattr(error, 'message') else error})")
+                            f"({error.message})")
         if problems:
             raise GcAbortedError(problems)
         plan = plan_gc(workspace.layout, graph.keep(), grace_s, extra_temp=view_debris(workspace))

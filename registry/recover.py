@@ -8,13 +8,17 @@ The evidence, in order of trust:
   (created_at, fine_tuned_from, metadata) when it agrees with the view.
 
 The rule: a model is brought back only if its view still exists and names a manifest that
-is present, hashes right and decodes (or, for a view whose metadata.json is damaged, if
-the previous generation names such a manifest for it). Entries of the previous generation
-whose view is gone are *not* brought back (their deletion may be the very change the
-damaged file recorded); they are listed as dropped. Every entry brought back is listed
-with where it came from, so nothing is resurrected silently. A view kept by
-``delete-model`` without ``--delete-files`` is indistinguishable from a live one, so it
-comes back too, listed, and can be deleted again.
+is present in the store (or, for a view whose metadata.json is damaged, if the previous
+generation names such a manifest for it). A view whose manifest gc has collected is what
+``delete-model`` left behind, and stays an orphan. A present but damaged manifest still
+brings its entry back, so the damage goes on being reported against the model.
+
+Entries of the previous generation whose view is gone are *not* brought back (their
+deletion may be the very change the damaged file recorded); they are listed as dropped.
+Every entry brought back is listed with where it came from, so nothing is resurrected
+silently. A view kept by ``delete-model`` without ``--delete-files`` whose blobs gc has
+not collected yet is indistinguishable from a live one, so it comes back too, listed, and
+can be deleted again.
 """
 
 from __future__ import annotations
@@ -62,9 +66,10 @@ def plan_recovery(workspace: Workspace) -> RegistryRecovery:
                                 used_previous=previous is not None)
     prev_models = previous.models if previous is not None else {}
     for name in _view_names(workspace):
-        from_view = _entry_from_view(workspace, name)
+        found = _entry_from_view(workspace, name)
+        from_view, readable = found if found is not None else (None, False)
         prev = prev_models.get(name)
-        prev_ok = prev is not None and _manifest(workspace, prev.manifest) is not None
+        prev_ok = prev is not None and _present(workspace, prev.manifest)
         if from_view is not None and prev_ok and prev.manifest == from_view.manifest:
             entry, how = prev, "from registry.json.prev, matching its view"
         elif from_view is not None:
@@ -74,7 +79,9 @@ def plan_recovery(workspace: Workspace) -> RegistryRecovery:
         elif prev_ok:
             entry, how = prev, "from registry.json.prev (its view's metadata.json is damaged)"
         else:
-            continue  # not a view of any readable manifest: an orphan, moved aside by repair
+            continue  # not a view of any manifest in the store: an orphan, moved aside by repair
+        if from_view is not None and not readable:
+            how += "; its manifest is damaged"
         entry = _normalized(entry, name)
         recovery.doc.models[name] = entry
         recovery.brought_back[name] = how
@@ -83,7 +90,7 @@ def plan_recovery(workspace: Workspace) -> RegistryRecovery:
         if not os.path.lexists(view):
             recovery.dropped[name] = f"its view models/{name}/ no longer exists (deleted?)"
         else:
-            recovery.dropped[name] = "neither its view nor registry.json.prev names a readable manifest"
+            recovery.dropped[name] = "neither its view nor registry.json.prev names a manifest in the store"
     return recovery
 
 
@@ -109,8 +116,19 @@ def _manifest(workspace: Workspace, digest: str) -> Manifest | None:
         return None
 
 
-def _entry_from_view(workspace: Workspace, name: str) -> RegistryEntry | None:
-    """The entry a view's metadata.json describes, if it names itself and a readable manifest."""
+def _present(workspace: Workspace, digest: str) -> bool:
+    """The manifest object exists, readable or not (an absent one means gc collected it)."""
+    return os.path.lexists(workspace.objects.path(digest))
+
+
+def _entry_from_view(workspace: Workspace, name: str) -> tuple[RegistryEntry, bool] | None:
+    """The entry a view's metadata.json describes, and whether its manifest is readable.
+
+    None unless metadata.json names this view and a manifest object that is present: the
+    view of a model whose manifest gc already collected is what delete-model left behind.
+    A present but damaged manifest still brings its entry back (from metadata.json alone),
+    so validation goes on reporting the damage instead of the model vanishing.
+    """
     try:
         meta = json.loads((workspace.models_dir / name / METADATA_FILENAME).read_bytes())
     except (OSError, ValueError):
@@ -118,22 +136,27 @@ def _entry_from_view(workspace: Workspace, name: str) -> RegistryEntry | None:
     if not isinstance(meta, dict) or meta.get("model_name") != name:
         return None
     digest = meta.get("manifest")
-    manifest = _manifest(workspace, digest) if isinstance(digest, str) and is_digest(digest) else None
-    if manifest is None:
+    if not isinstance(digest, str) or not is_digest(digest):
         return None
-    fine_tuned_from = meta.get("fine_tuned_from")
-    created_at = meta.get("created_at")
-    return RegistryEntry(
-        model_name=name,
-        model_id=manifest.model_id,
-        architecture_type=manifest.architecture_type,
-        local_path=workspace.view_relpath(name),
-        source=manifest.source,
-        created_at=created_at if isinstance(created_at, str) else manifest.created_at,
-        manifest=digest,
-        fine_tuned_from=fine_tuned_from if isinstance(fine_tuned_from, str) else None,
-        metadata=summary_metadata(manifest),
-    )
+    if not _present(workspace, digest):
+        return None
+    manifest = _manifest(workspace, digest)
+    fields = {key: meta.get(key) for key in ("model_id", "architecture_type", "source", "created_at",
+                                              "fine_tuned_from")}
+    if manifest is not None:
+        fields.update(model_id=manifest.model_id, architecture_type=manifest.architecture_type,
+                      source=manifest.source)
+        if not isinstance(fields["created_at"], str):
+            fields["created_at"] = manifest.created_at
+        metadata = summary_metadata(manifest)
+    else:
+        metadata = {key: meta.get(key) for key in ("license", "model_size", "file_size")}
+    try:
+        entry = msgspec.convert({**fields, "model_name": name, "local_path": workspace.view_relpath(name),
+                                 "manifest": digest, "metadata": metadata}, RegistryEntry)
+    except msgspec.ValidationError:
+        return None
+    return entry, manifest is not None
 
 
 def _normalized(entry: RegistryEntry, name: str) -> RegistryEntry:

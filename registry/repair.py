@@ -96,24 +96,53 @@ def plan_repair(workspace: Workspace, *, deep: bool = True, reporter: Reporter |
     for digest in graph.registered:
         if digest in graph.manifests:
             plan.sizes.update(graph.manifests[digest].expected_sizes())
+    context = _Context(graph, sources, plan.origins)
     for item in report.findings:
-        _plan_finding(plan, item, graph, sources)
-    _write_steps(plan, graph, sources)
+        _plan_finding(plan, item, context)
+    _write_steps(plan, context)
     return report, plan
 
 
-def _plan_finding(plan: RepairPlan, item: Finding, graph: Reachable, sources: list[RestoreSource]) -> None:
+class _Context:
+    """What planning looks things up in, indexed once: owners and holders of each object."""
+
+    def __init__(self, graph: Reachable, sources: list[RestoreSource], origins: list[Manifest]):
+        self.graph, self.sources = graph, sources
+        self.owners = graph.owners()
+        self.holders: dict[str, list[Manifest]] = {}
+        for manifest in origins:
+            for digest in manifest.object_digests():
+                self.holders.setdefault(digest, []).append(manifest)
+
+    def what(self, digest: str) -> str:
+        return f"object {digest[:12]} ({describe_owners(self.owners.get(digest, []))})"
+
+    def where(self, digest: str) -> list[str]:
+        """Where ``digest`` would be restored from, in the order they are tried."""
+        found = []
+        for manifest in self.holders.get(digest, []):
+            for source in self.sources:
+                place = source.describe(manifest)
+                if place and place not in found:
+                    found.append(place)
+        return found
+
+    def manifest_of(self, name: str) -> Manifest | None:
+        digest = next((d for d, names in self.graph.registered.items() if name in names), None)
+        return self.graph.manifests.get(digest) if digest else None
+
+
+def _plan_finding(plan: RepairPlan, item: Finding, context: _Context) -> None:
     code, digest, models = item.code, item.digest, item.models
     if code in ("object-missing", "object-size", "object-corrupt"):
         if code != "object-missing":
             plan.quarantine[digest] = item
-        if _where(graph, digest, sources):
+        if context.where(digest):
             plan.restore[digest] = models
         else:
-            kinds = sorted({_origin_kind(m) for m in _holders(graph, digest)})
-            plan.cannot.append(f"object {digest[:12]} ({describe_owners(graph.owners().get(digest, []))}) "
-                               f"cannot be restored: no restore source handles origin {', '.join(kinds)}; "
-                               + _advice(graph, models))
+            kinds = sorted({_origin_kind(m) for m in context.holders.get(digest, [])})
+            plan.cannot.append(f"{context.what(digest)} cannot be restored: no restore source handles "
+                               f"origin {', '.join(kinds) or 'none'}; {_advice(context, models)}")
     elif code == "object-writable":
         plan.seal.append(digest)
     elif code in ("manifest-corrupt", "lineage-corrupt"):
@@ -122,33 +151,17 @@ def _plan_finding(plan: RepairPlan, item: Finding, graph: Reachable, sources: li
         plan.lost[digest] = models
     if code in ("manifest-missing", "manifest-corrupt"):
         state = "is missing" if code == "manifest-missing" else "is corrupt (it goes to quarantine)"
+        deletes = "; ".join(f"`python main.py delete-model {name} --yes`" for name in models)
         plan.cannot.append(f"manifest {digest[:12]} of {_names(models)} {state}, and a manifest has no "
-                           f"other copy: delete the model (`python main.py delete-model NAME --yes`) and "
-                           f"import it again from its source")
+                           f"other copy: delete the model ({deletes}) and import it again from its source")
     elif code in ("manifest-invalid", "lineage-invalid"):
         plan.cannot.append(f"manifest {digest[:12]} ({_names(models)}) hashes right but does not decode: "
                            "it may come from a newer modelstore; upgrade modelstore, or delete the model")
-    elif code.startswith("view-") and models and item.models[0] not in plan.views:
-        manifest_digest = next((d for d, names in graph.registered.items() if models[0] in names), None)
-        if manifest_digest in graph.manifests:
+    elif code.startswith("view-") and models and models[0] not in plan.views:
+        if context.manifest_of(models[0]) is not None:
             plan.views.append(models[0])
     elif code == "orphan-directory" and item.path:
         plan.orphans.append(item.path.split("/", 1)[1])
-
-
-def _holders(graph: Reachable, digest: str) -> list[Manifest]:
-    return [m for m in graph.manifests.values() if digest in m.object_digests()]
-
-
-def _where(graph: Reachable, digest: str, sources: list[RestoreSource]) -> list[str]:
-    """Where ``digest`` would be restored from, in the order they are tried."""
-    found = []
-    for manifest in _holders(graph, digest):
-        for source in sources:
-            where = source.describe(manifest)
-            if where and where not in found:
-                found.append(where)
-    return found
 
 
 def _origin_kind(manifest: Manifest) -> str:
@@ -157,20 +170,23 @@ def _origin_kind(manifest: Manifest) -> str:
     return kinds.get(type(origin), "none")
 
 
-def _advice(graph: Reachable, models: tuple[str, ...]) -> str:
+def _advice(context: _Context, models: tuple[str, ...]) -> str:
     """How the user repairs ``models`` when modelstore cannot: import them again, or delete them."""
     hints = []
     for name in models:
-        digest = next((d for d, names in graph.registered.items() if name in names), None)
-        origin = graph.manifests[digest].origin if digest in graph.manifests else None
+        manifest = context.manifest_of(name)
+        origin = manifest.origin if manifest is not None else None
         if isinstance(origin, LocalOrigin):
             hints.append(f"python main.py import-model {origin.path} --name {name} --on-conflict overwrite")
         elif isinstance(origin, HubOrigin):
             hints.append(f"python main.py import-model {origin.repo_id} --revision {origin.commit} "
                          f"--name {name} --on-conflict overwrite")
+        elif isinstance(origin, TrainingOrigin):
+            hints.append(f"re-run the training that produced {name!r} (run {origin.run!r}), or "
+                         f"`python main.py delete-model {name} --yes`")
         else:
             hints.append(f"re-create {name!r} from its source, or `python main.py delete-model {name} --yes`")
-    return "to repair " + _names(models) + ": " + "; ".join(hints) if hints else "nothing references it"
+    return ("to repair " + _names(models) + ": " + "; ".join(hints)) if hints else "no model needs it"
 
 
 def _names(models) -> str:
@@ -178,13 +194,8 @@ def _names(models) -> str:
     return ("model " if len(models) == 1 else "models ") + ", ".join(repr(m) for m in models)
 
 
-def _write_steps(plan: RepairPlan, graph: Reachable, sources: list[RestoreSource]) -> None:
-    owners = graph.owners()
-
-    def what(digest: str) -> str:
-        return f"object {digest[:12]} ({describe_owners(owners.get(digest, []))})"
-
-    steps = plan.steps
+def _write_steps(plan: RepairPlan, context: _Context) -> None:
+    what, steps = context.what, plan.steps
     if plan.recovery is not None:
         basis = ("the views and registry.json.prev" if plan.recovery.used_previous
                  else "the views' metadata.json")
@@ -199,7 +210,7 @@ def _write_steps(plan: RepairPlan, graph: Reachable, sources: list[RestoreSource
         steps.append(Step("quarantine-object", f"move corrupt {what(digest)} to "
                           ".modelstore/quarantine/objects/", True, item.models, digest, item.path))
     for digest, models in sorted(plan.restore.items()):
-        sources_text = " or ".join(_where(graph, digest, sources))
+        sources_text = " or ".join(context.where(digest))
         steps.append(Step("restore-object", f"restore {what(digest)} from {sources_text}", False,
                           models, digest))
     for name in plan.views:

@@ -119,8 +119,10 @@ def object_findings(workspace: Workspace, graph: Reachable, checks: dict[str, Ob
         elif check.state == "size":
             how = "truncated" if (check.size or 0) < (check.expected_size or 0) else "extended"
             message = f"{subject} has {check.size} bytes instead of {check.expected_size} ({how})"
+        elif check.actual is None:
+            message = f"{subject} is corrupt: its bytes cannot be read"
         else:
-            message = f"{subject} is corrupt: its bytes hash to {(check.actual or '?')[:12]}"
+            message = f"{subject} is corrupt: its bytes hash to {check.actual[:12]}"
         if check.actual and check.actual != digest and workspace.objects.exists(check.actual):
             message += f", the bytes of another object ({check.actual[:12]})"
         code = {"missing": "object-missing", "size": "object-size"}.get(check.state, "object-corrupt")

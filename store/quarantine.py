@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,19 +136,18 @@ def list_quarantine(layout: Layout) -> list[QuarantinedItem]:
 
 
 def _size(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder (links count as nothing)."""
+    """Bytes of a file, or of every regular file under a folder (links count as nothing)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return 0
-    if not os.path.isdir(path) or os.path.islink(path):
-        return st.st_size if not os.path.islink(path) else 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
     total = 0
     for dirpath, _, filenames in os.walk(path):
         for name in filenames:
-            full = os.path.join(dirpath, name)
-            if not os.path.islink(full):
-                total += os.lstat(full).st_size
+            child = os.lstat(os.path.join(dirpath, name))
+            total += child.st_size if stat.S_ISREG(child.st_mode) else 0
     return total
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +43,6 @@ class ObjectCheck:
     writable: bool = False  # mode has a write bit (0444 is what the store writes)
     verified: bool = False  # its bytes were re-hashed and match its name
 
-    @property
-    def ok(self) -> bool:
-        return self.state == "ok"
-
 
 def check_objects(
     objects: ObjectStore,
@@ -54,12 +50,11 @@ def check_objects(
     *,
     deep: bool,
     workers: int | None = None,
-    on_hashed: Callable[[int], None] | None = None,
 ) -> dict[str, ObjectCheck]:
     """Check every object of ``expected`` (digest -> size it must have, or None).
 
     The fast check looks at presence, type and size only; ``deep`` also re-hashes every
-    object that passed those. ``on_hashed`` is told the size of each object once hashed.
+    object that passed those.
     """
     results: dict[str, ObjectCheck] = {}
     to_hash: list[tuple[str, int, int | None, bool]] = []
@@ -98,8 +93,6 @@ def check_objects(
             return ObjectCheck(digest, "corrupt", size, on_disk, writable=writable)
         finally:
             os.close(fd)
-        if on_hashed is not None:
-            on_hashed(on_disk)
         if size is not None and on_disk != size:
             return ObjectCheck(digest, "size", size, on_disk, actual=actual, writable=writable)
         if actual != digest:

@@ -436,3 +436,53 @@ def test_lost_lineage_manifest_is_recorded_so_gc_can_run_again(s):
     assert finding_keys(validate(s.ws).notes)[0] == lost
     assert collect_garbage(s.ws, grace_s=0).skipped_lineage == [parent]
     assert fix(s.ws).plan.empty
+
+
+def test_repair_stopped_by_a_full_disk_loses_nothing_and_a_second_run_finishes(s, monkeypatch):
+    import errno
+
+    from store.errors import StoreIOError
+    from store.objects import ObjectStore
+
+    digest = s.tensor("a", EXCLUSIVE)
+    good, b_before = s.obj(digest).read_bytes(), s.snapshot("b")
+    flip_bit(s.obj(digest))
+    bad = s.obj(digest).read_bytes()
+    real_put = ObjectStore.put_tensor
+
+    def disk_full(self, *args, **kwargs):
+        raise StoreIOError(self.layout.tmp, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(ObjectStore, "put_tensor", disk_full)
+    first = fix(s.ws)
+    assert any("ENOSPC" in w for w in first.outcome.warnings) and len(first.outcome.failed) == 1
+    assert [f.code for f in first.after.errors] == ["object-missing"]
+    [item] = quarantined(s, "objects")
+    assert (item.folder / digest).read_bytes() == bad  # the damaged bytes are kept, not lost
+    monkeypatch.setattr(ObjectStore, "put_tensor", real_put)
+    second = fix(s.ws)
+    assert step_kinds(second) == ["restore-object"] and s.obj(digest).read_bytes() == good
+    repaired(s, second, b_before)
+
+
+def test_recovery_keeps_a_model_whose_manifest_is_damaged_visible(s):
+    b_before = s.snapshot("b")
+    flip_bit(s.obj(s.a.manifest_digest), offset=20)
+    s.ws.registry_path.write_bytes(b"")
+    result = fix(s.ws)
+    assert result.plan.recovery.brought_back["a"].endswith("; its manifest is damaged")
+    assert sorted(s.ws.read_registry().models) == ["a", "b"]
+    assert [(f.code, f.models) for f in result.after.errors] == [("manifest-missing", ("a",))]
+    assert s.snapshot("b") == b_before
+
+
+def test_recovery_leaves_the_view_of_a_collected_model_an_orphan(s):
+    from registry.collect import collect_garbage
+
+    delete_model(s.ws, "b")  # keeps models/b, then gc collects its manifest and blobs
+    collect_garbage(s.ws, grace_s=0)
+    s.ws.registry_path.write_bytes(b"")
+    result = fix(s.ws)
+    assert list(result.plan.recovery.brought_back) == ["a"]
+    assert step_kinds(result) == ["recover-registry", "move-orphan"]
+    assert result.ok and not (s.root / "models" / "b").exists()
