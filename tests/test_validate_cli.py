@@ -177,3 +177,18 @@ def test_gc_refuses_with_unreadable_manifest(s, run):
     assert result.exit_code == 1
     line = one_error_line(result)
     assert "gc aborted, nothing was deleted" in line and "validate-registry" in line
+
+
+def test_validation_and_gc_never_import_torch(s, root):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom main import cli\n"
+            f"for args in (['validate-registry'], ['validate-registry', '--fix', '--dry-run'], "
+            f"['gc', '--dry-run']):\n"
+            f"    assert CliRunner().invoke(cli, ['--root', {str(root)!r}, *args]).exit_code == 0\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=main.__file__.rsplit("/", 1)[0])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
