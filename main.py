@@ -156,7 +156,6 @@ def delete_model_cmd(ctx, name, yes, delete_files) -> None:
     click.echo(f"deleted {name}{kept}; run `python main.py gc` to free its unshared blobs")
 
 
-
 # --- maintenance -------------------------------------------------------------------------
 
 
@@ -217,6 +216,7 @@ def gc_cmd(ctx, grace, dry_run) -> None:
     ws = workspace(ctx)
     outcome = collect_garbage(ws, grace_s=parse_duration(grace), dry_run=dry_run, reporter=CliReporter())
     click.echo(gc_text(outcome, ws.root))
+
 
 if __name__ == "__main__":
     cli(prog_name="python main.py")
