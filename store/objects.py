@@ -175,6 +175,8 @@ class ObjectStore:
             fsops.touch(self.path(digest))
         except PermissionError:  # a store shared with other users: their objects stay as they are
             pass
+        except FileNotFoundError:  # gc took it between the two calls: write it again
+            return False
         return True
 
 

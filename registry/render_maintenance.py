@@ -1,0 +1,101 @@
+"""Text and JSON renderings of validate-registry, --fix and gc results, for the CLI to print.
+
+Pure functions from results to strings (no I/O, no click), tested directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from registry.collect import GcOutcome
+from registry.findings import ValidationReport
+from registry.repair import RepairPlan, RepairResult
+from registry.report import human_bytes
+
+
+def validation_text(report: ValidationReport) -> str:
+    return "\n".join([f.line() for f in report.findings] + [report.summary()])
+
+
+def plan_text(plan: RepairPlan) -> str:
+    if plan.empty and not plan.cannot:
+        return "nothing to repair"
+    lines = []
+    if not plan.empty:
+        count = sum(1 for s in plan.steps if not s.text.startswith("  "))
+        lines.append(f"repair plan ({count} {'step' if count == 1 else 'steps'}; "
+                     "* = moves or replaces files, kept in .modelstore/quarantine/):")
+        for step in plan.steps:
+            mark = "*" if step.destructive else "-"
+            lines.append(f"    {step.text}" if step.text.startswith("  ") else f"  {mark} {step.text}")
+    if plan.cannot:
+        lines.append("cannot be repaired by --fix:")
+        lines += [f"  ! {text}" for text in plan.cannot]
+    return "\n".join(lines)
+
+
+def outcome_text(result: RepairResult) -> str:
+    if result.outcome is None:
+        return "" if result.plan.empty else "dry run: nothing was changed"
+    lines = ["done:"] + [f"  - {line}" for line in result.outcome.done]
+    if result.outcome.failed:
+        lines.append("not repaired:")
+        lines += [f"  ! {line}" for line in result.outcome.failed]
+    if result.after is not None:
+        lines += [f.line() for f in result.after.errors]
+        lines.append(f"after repair: {result.after.summary('checked (what was written was verified)')}")
+    return "\n".join(lines)
+
+
+def repair_builtins(result: RepairResult) -> dict:
+    plan = result.plan
+    doc = result.before.to_builtins()
+    doc["plan"] = {
+        "steps": msgspec.to_builtins([s.__dict__ for s in plan.steps]),
+        "cannot": plan.cannot,
+        "destructive": plan.destructive,
+    }
+    doc["outcome"] = None if result.outcome is None else result.outcome.__dict__
+    doc["after"] = None if result.after is None else result.after.to_builtins()
+    doc["ok"] = result.ok
+    return doc
+
+
+def gc_text(outcome: GcOutcome, root: Path) -> str:
+    plan, result = outcome.plan, outcome.result
+    lines = [f"warning: lineage manifest {d[:12]} is recorded lost; its ancestors are not kept"
+             for d in outcome.skipped_lineage]
+    young = (f"; {len(plan.young)} unreachable objects younger than {duration(plan.grace_s)} kept"
+             if plan.young else "")
+    if result is None:
+        for doomed in plan.objects:
+            lines.append(f"would remove object {doomed.digest} ({human_bytes(doomed.size)}, "
+                         f"{duration(doomed.age_s)} old)")
+        for doomed in plan.temp:
+            lines.append(f"would remove temp {_rel(doomed.path, root)} ({human_bytes(doomed.size)}, "
+                         f"{duration(doomed.age_s)} old)")
+        lines.append(f"dry run: would free {human_bytes(plan.bytes)}: {len(plan.objects)} unreachable "
+                     f"objects, {len(plan.temp)} temp files{young}; {plan.reachable} reachable objects kept")
+        return "\n".join(lines)
+    spared = f"; {result.spared} kept because a writer used them meanwhile" if result.spared else ""
+    lines.append(f"removed {result.removed_objects} unreachable objects and {result.removed_temp} temp "
+                 f"files, freed {human_bytes(result.freed_bytes)}{young}{spared}; {plan.reachable} "
+                 "reachable objects kept")
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
