@@ -11,7 +11,11 @@ cache and (for the import) a fresh store, alternating:
   (transformers loads the model and runs a forward pass) and registration.
 
 Target: import at most 1.3x the download. The load check is part of the import, so it is
-timed; the ``phases`` line splits one import's wall time by step, from its status lines.
+timed; ``import_phases_s`` splits one more import's wall time by step, from the moment each
+status line arrives, to show where the time goes (on the 2-core dev machine: the data path,
+download + sha256 + split + fsync, is about as long as the whole ``snapshot_download``; the
+load check, mostly importing torch and transformers, and the interpreter's exit with torch
+loaded add about 4 s).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main(rounds: int = 5) -> dict:
 
         def clean() -> None:
             fresh(store), fresh(cache_a), fresh(cache_b)
+            os.sync()  # neither side inherits the other's dirty pages (the import fsyncs its blobs)
 
         times = alternate(rounds, {
             "snapshot_download": lambda: run(snapshot, cache_b),

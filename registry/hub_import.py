@@ -56,7 +56,7 @@ from registry.importer import (
 from registry.model_files import CONFIG_FILE, FileSelection, apply_index, read_config, select_files
 from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
-from registry.smoke import LoadCheck, check_loads
+from registry.smoke import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
 from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso, put_manifest
@@ -110,9 +110,9 @@ def import_from_hub(
     config = read_config(job.fetch_config(ask_token), job.where)
     model_type = check_supported(config.get("model_type"), f" in {job.where}/{CONFIG_FILE}")
     on_conflict = _decide_conflict(workspace, name, on_conflict)
-    license = job.find_license(sel)
-    how = acknowledge(license, assume_yes=assume_yes, confirm=confirm_license)
-    reporter.status("license", f"{license.describe()}; {how}")
+    license_info = job.find_license(sel)
+    how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
+    reporter.status("license", f"{license_info.describe()}; {how}")
     weight_map = apply_index(sel, job.fetch_small(sel.index), job.where) if sel.index else None
     report_selection(reporter, sel)
     to_fetch = job.plan(sel)
@@ -123,6 +123,7 @@ def import_from_hub(
                              f"{human_bytes(total)} to fetch")
 
     workspace.ensure_store()
+    start_worker(model_type)  # torch and transformers load in the worker while the weights download
     job.ingest_weights(sel, weight_map)
     job.ingest_files(sel)
     for component in ("config", "tokenizer"):
@@ -134,7 +135,7 @@ def import_from_hub(
         model_id=snap.repo_id,
         source="huggingface",
         created_at=now_iso(),
-        license=license.label,
+        license=license_info.label,
         params=job.parts.params,
         files=job.parts.files,
         tensors=job.parts.tensors,
@@ -147,7 +148,7 @@ def import_from_hub(
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
     return HubImportResult(
         entry=entry, manifest_digest=digest, manifest=manifest, stats=job.parts.stats, skipped=sel.skipped,
-        repo_id=snap.repo_id, revision=snap.revision, commit=snap.commit, license=license,
+        repo_id=snap.repo_id, revision=snap.revision, commit=snap.commit, license=license_info,
         load_check=load_check, downloaded_bytes=job.downloaded_bytes, from_cache=job.from_cache,
         from_store=job.from_store,
     )

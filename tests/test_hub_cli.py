@@ -54,6 +54,24 @@ def test_import_from_the_hub_end_to_end(hub_server, tiny_model, root):
     assert as_json["origin"] == f"{hub_server.endpoint}/Qwen/Tiny at {commit} (asked: main)"
 
 
+def test_the_importing_process_never_imports_torch(hub_server, tiny_model, root):
+    """The load check runs in a worker process: the CLI itself stays small and exits fast."""
+    hub_server.add_repo(REPO, tiny_model(), card_license="apache-2.0")
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['main.py', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, "--root", str(root), "import-model", REPO, "--yes"],
+                            cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=300)
+    assert "finite logits" in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "NO-TORCH"
+
+
 def test_license_needs_yes_without_a_terminal(hub_server, tiny_model, root):
     hub_server.add_repo(REPO, tiny_model(), card_license="apache-2.0")
     result = main_py("import-model", REPO, root=root)

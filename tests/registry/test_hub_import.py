@@ -491,6 +491,16 @@ def test_a_single_reset_is_resumed(workspace, hub_server, tiny_model):
 # --- the load check ---------------------------------------------------------------------------------
 
 
+def test_a_dead_load_check_worker_is_replaced(workspace, hub_server, tiny_model):
+    from registry import smoke
+
+    publish(hub_server, tiny_model)
+    smoke.start_worker()
+    smoke._WORKER.proc.kill()
+    smoke._WORKER.proc.wait()
+    assert run_import(workspace).load_check.ran
+
+
 def test_model_that_does_not_load_is_not_registered(workspace, hub_server, tiny_model):
     from safetensors.torch import load_file, save_file
 
