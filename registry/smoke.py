@@ -235,8 +235,9 @@ def _load_and_run(folder: str, model_id: str) -> dict:
             raise ModelLoadError(model_id, f"the forward pass gave logits of shape {tuple(logits.shape)}")
         if not bool(torch.isfinite(logits).all()):
             raise ModelLoadError(model_id, "the forward pass gave non-finite logits (NaN or inf)")
-        detail = (f"loads as {type(model).__name__} ({str(model.dtype).removeprefix('torch.')}); forward pass "
-                  f"on {len(PROBE_TOKENS)} tokens: finite logits")
+        dtype = str(model.dtype).removeprefix("torch.")
+        detail = (f"loads as {type(model).__name__} ({dtype}); forward pass on {len(PROBE_TOKENS)} tokens: "
+                  "finite logits")
         return {"ok": True, "detail": detail, "warnings": warnings}
     finally:
         del model

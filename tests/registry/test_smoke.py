@@ -48,7 +48,7 @@ def test_a_worker_dying_mid_request_is_a_clear_failure():
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     with pytest.raises(ModelLoadError) as info:
         worker.ask({"folder": "/nowhere", "model_id": "org/m"}, "org/m", "qwen2")
-    assert str(info.value) == ("org/m does not pass the load check: the process loading the model died (exit code "
-                               "3); set MODELSTORE_DEBUG=1 to see its output; nothing was registered; the "
-                               "checkpoint may not match its config")
+    assert str(info.value) == ("org/m does not pass the load check: the process loading the model died "
+                               "(exit code 3); set MODELSTORE_DEBUG=1 to see its output; nothing was "
+                               "registered; the checkpoint may not match its config")
     assert worker.proc is None
