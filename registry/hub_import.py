@@ -348,8 +348,8 @@ def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str]
 
     Each file is verified against the sha256 (or git blob id) its HubOrigin recorded and
     split again; the objects it yields are written if missing. Returns the digests of
-    ``digests`` that are now in the store, written from verified bytes. Objects to replace
-    must have been moved aside first (a present object of the right size is kept as is).
+    ``digests`` now in the store and re-hashing to their names. Corrupt objects must have
+    been moved aside first: a present object of the right size is not overwritten.
     A file that cannot be fetched is reported as a warning and its digests are not returned.
     """
     reporter = reporter or NullReporter()
@@ -374,7 +374,8 @@ def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str]
         except ModelStoreError as e:
             reporter.warning(f"could not restore {relpath} from {origin.repo_id}@{origin.commit[:12]}: {e}")
             continue
-        done = wanted & produced
+        # A present object is kept as it is (put_* skips it): count it only if it hashes right.
+        done = {d for d in wanted & produced if workspace.objects.rehash(d) == d}
         restored |= done
         reporter.status("restore", f"{relpath}: {len(done)} of {len(wanted)} object(s) restored from "
                                    f"{origin.repo_id}@{origin.commit[:12]}")

@@ -67,3 +67,12 @@ def test_a_file_that_cannot_be_fetched_is_reported_not_restored(workspace, hub_s
 def test_only_hub_origins_are_restored_from_the_hub(workspace, tiny_model):
     manifest = import_folder(workspace, tiny_model(), name="local").manifest
     assert restore_from_hub(workspace, manifest, manifest.object_digests()) == set()
+
+
+def test_a_corrupt_object_left_in_place_is_not_reported_restored(workspace, hub_server, tiny_model):
+    manifest = imported(workspace, hub_server, tiny_model)
+    digest = manifest.files["config.json"].digest
+    path = workspace.objects.path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"x" * path.stat().st_size)  # right size, wrong bytes: validate --fix quarantines first
+    assert restore_from_hub(workspace, manifest, {digest}) == set()
