@@ -28,7 +28,7 @@ class LicenseInfo:
     def describe(self) -> str:
         if self.label is None:
             return "none declared (the model's terms of use are unknown)"
-        return f"{self.label} (from the {self.source})"
+        return f"{self.label}, from the {self.source}"
 
 
 def license_from_card(repo_id: str, card: dict, link_base: str) -> LicenseInfo | None:

@@ -45,7 +45,7 @@ def test_import_from_the_hub_end_to_end(hub_server, tiny_model, root):
     bar = [line for line in result.stderr.replace("\r", "\n").splitlines() if "model.safetensors" in line
            and "100%" in line]
     assert bar and "B/s" in bar[-1] and "<" in bar[-1]  # percentage, size, speed, time left
-    for line in ("license    apache-2.0 (from the model card); acknowledged with --yes", "  weights ",
+    for line in ("license    apache-2.0, from the model card; acknowledged with --yes", "  weights ",
                  "  config ", "  tokenizer ", "finite logits"):
         assert line in result.stderr
     info = main_py("model-info", "Tiny", "--json", root=root)
@@ -116,7 +116,7 @@ def test_terminal_prompts_for_gated_token_and_license(hub_server, tiny_model, te
     result = terminal("import-model", REPO, input="hf_granted\ny\n")
     assert result.exit_code == 0, result.output
     assert "Qwen/Tiny is gated" in result.stderr and "hf_granted" not in result.output  # hidden input
-    assert "License of Qwen/Tiny: tiny-research (other) (from the model card)" in result.stderr
+    assert "License of Qwen/Tiny: tiny-research (other), from the model card" in result.stderr
     assert "Do you acknowledge this license?" in result.stderr
     assert 'model_name = "Tiny"' in result.stdout
     declined = terminal("import-model", REPO, "--name", "again", "--token", "hf_granted", input="n\n")
