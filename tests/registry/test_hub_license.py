@@ -32,9 +32,9 @@ def test_cards_without_a_license(card):
 def test_license_file_is_found_and_named_by_its_title():
     assert license_file(["config.json", "LICENSE.md", "LICENSE", "sub/LICENSE"]) == "LICENSE"
     assert license_file(["config.json", "README.md"]) is None
-    found = license_from_file("org/m", "LICENSE.md", "\n\n# Apache License\nVersion 2.0\n", f"{BASE}/LICENSE.md")
-    assert (found.label, found.source, found.text.strip().splitlines()[0]) == ("Apache License", "LICENSE.md file",
-                                                                                "# Apache License")
+    text = "\n\n# Apache License\nVersion 2.0\n"
+    found = license_from_file("org/m", "LICENSE.md", text, f"{BASE}/LICENSE.md")
+    assert (found.label, found.source, found.text) == ("Apache License", "LICENSE.md file", text)
     assert license_from_file("org/m", "LICENSE", "  \n", "x").label == "see LICENSE"
 
 
@@ -50,7 +50,8 @@ def test_acknowledgment():
 
 def test_prompt_shows_link_and_the_start_of_the_text():
     text = "\n".join(f"line {i}" for i in range(30))
-    shown = license_prompt(LicenseInfo("org/m", "line 0", "LICENSE file", f"{BASE}/LICENSE", text), max_lines=5)
+    info = LicenseInfo("org/m", "line 0", "LICENSE file", f"{BASE}/LICENSE", text)
+    shown = license_prompt(info, max_lines=5)
     assert shown.splitlines() == [
         "License of org/m: line 0, from the LICENSE file", f"  {BASE}/LICENSE",
         "  | line 0", "  | line 1", "  | line 2", "  | line 3", "  | line 4",
