@@ -25,6 +25,13 @@ class CliReporter(Reporter):
     def warning(self, message: str) -> None:
         click.echo(f"warning: {message}", err=True)
 
+    def progress_bar(self) -> type | None:
+        # huggingface_hub's bar: percentage, speed, time left, total size; it stays quiet when
+        # stderr is not a terminal or HF_HUB_DISABLE_PROGRESS_BARS=1 (TQDM_POSITION=-1 forces it).
+        from huggingface_hub.utils import tqdm
+
+        return tqdm
+
 
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
@@ -78,6 +85,21 @@ def _ask_conflict(name: str) -> str:
     )
 
 
+def _confirm_license(info) -> bool:
+    from registry.render import license_prompt
+
+    click.echo(license_prompt(info), err=True)
+    return click.confirm("Do you acknowledge this license?", default=False, err=True)
+
+
+def _ask_token(repo_id: str, page: str) -> str:
+    hub = page[: -len(repo_id) - 1]
+    click.echo(f"{repo_id} is gated: accept its conditions on {page}, then paste a token with access "
+               f"(create one at {hub}/settings/tokens).", err=True)
+    return click.prompt("Hugging Face token (input hidden; empty to cancel)", default="", hide_input=True,
+                        show_default=False, err=True)
+
+
 @cli.command("import-model")
 @click.argument("source")
 @click.option("--name", help="Name to register the model under (default: derived from SOURCE).")
@@ -91,9 +113,12 @@ def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
     """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
     from registry.importer import import_model as run_import
 
-    policy = on_conflict or (_ask_conflict if interactive() else "cancel")
+    asking = interactive()
+    policy = on_conflict or (_ask_conflict if asking else "cancel")
     result = run_import(workspace(ctx), source, name=name, revision=revision, token=token,
-                        assume_yes=yes, on_conflict=policy, reporter=CliReporter())
+                        assume_yes=yes, on_conflict=policy, reporter=CliReporter(),
+                        confirm_license=_confirm_license if asking else None,
+                        ask_token=_ask_token if asking else None)
     from registry.render import import_summary
 
     click.echo(import_summary(result))

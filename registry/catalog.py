@@ -105,12 +105,13 @@ def register(
 
     If ``name`` already holds the same version (equal but for its creation time), nothing
     changes and the existing entry is returned: importing the same thing twice, or from
-    several processes at once, is not a conflict.
+    several processes at once, is not a conflict. Only an explicit "rename" still asks for
+    a second name.
     """
     validate_name(name)
     with workspace.locked(on_wait):
         existing = workspace.read_registry().models.get(name)
-        if existing is not None and _same_version(workspace, existing, manifest):
+        if on_conflict != "rename" and existing is not None and _same_version(workspace, existing, manifest):
             return existing
         name, _ = resolve_conflict(workspace, name, on_conflict)
         _check_objects(workspace, manifest_digest, manifest)

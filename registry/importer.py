@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adapters import check_supported
 from registry.catalog import ConflictPolicy, register, resolve_conflict
@@ -32,6 +33,7 @@ from registry.views import tensor_name_problem
 from registry.workspace import Workspace
 from store.errors import SafetensorsError, SourceError, StoreIOError, UsageError
 from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso, put_manifest
+from store.objects import PutResult, StoredTensor
 from store.tensorfile import read_header
 
 
@@ -84,7 +86,7 @@ def check_weight_file(path: Path, relpath: str, seen: dict[str, str]) -> None:
 
 
 def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
-                       origin: OriginFile | None = None) -> None:
+                       origin: OriginFile | None = None) -> list[StoredTensor]:
     """Split one safetensors file into tensor blobs and record them in ``parts``."""
     stored = workspace.objects.put_tensors(path)
     for item in stored:
@@ -96,14 +98,16 @@ def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: Ma
     names = [item.spec.name for item in stored]
     parts.origin_files[relpath] = origin or OriginFile(size=path.stat().st_size)
     parts.origin_files[relpath].tensors = names
+    return stored
 
 
 def ingest_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
-                origin: OriginFile | None = None) -> None:
+                origin: OriginFile | None = None) -> PutResult:
     put = workspace.objects.put_file(path)
     parts.files[relpath] = FileEntry(digest=put.digest, size=put.size)
     parts.origin_files[relpath] = origin or OriginFile(size=put.size)
     parts.stats.count(put.size, put.written)
+    return put
 
 
 def report_selection(reporter: Reporter, sel: FileSelection) -> None:
@@ -250,8 +254,14 @@ def import_model(
     assume_yes: bool = False,
     on_conflict: ConflictPolicy = "cancel",
     reporter: Reporter | None = None,
+    confirm_license: Callable[[Any], bool] | None = None,
+    ask_token: Callable[[str, str], str | None] | None = None,
 ) -> ImportResult:
-    """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub."""
+    """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub.
+
+    ``confirm_license`` and ``ask_token`` are the CLI's prompts for Hub imports (see
+    ``registry.hub_import.import_from_hub``); without them the library never asks.
+    """
     if is_local_source(source):
         if revision is not None:
             raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
@@ -259,4 +269,5 @@ def import_model(
     from registry.hub_import import import_from_hub
 
     return import_from_hub(workspace, source, name=name, revision=revision, token=token,
-                           assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter)
+                           assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter,
+                           confirm_license=confirm_license, ask_token=ask_token)

@@ -16,6 +16,7 @@ from registry.lineage import LineageNode
 from registry.registry_file import RegistryEntry
 from registry.report import human_bytes
 from registry.usage import StoreUsage
+from store.manifest import HubOrigin
 
 LIST_COLUMNS = ("model_name", "model_id", "architecture_type", "source", "created_at")
 LIST_HEADINGS = ("MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "CREATED_AT")
@@ -89,13 +90,32 @@ def model_info_text(info: ModelInfo) -> str:
 
 def import_summary(result: ImportResult) -> str:
     stats, manifest = result.stats, result.manifest
-    return (
+    lines = [
         f"imported {result.entry.model_name} [{short(result.manifest_digest)}]: "
         f"{len(manifest.tensors)} tensors, {manifest.params:,} parameters, "
         f"{human_bytes(manifest.tensor_bytes)}; {stats.new_objects} new blobs "
-        f"({human_bytes(stats.new_bytes)} written), {stats.reused_objects} already stored\n"
-        f'use it in a config as: model_name = "{result.entry.model_name}"'
-    )
+        f"({human_bytes(stats.new_bytes)} written), {stats.reused_objects} already stored"
+    ]
+    origin = manifest.origin
+    if isinstance(origin, HubOrigin):
+        lines.append(f"from {origin.repo_id} at commit {origin.commit} (revision {origin.revision}), "
+                     f"license: {manifest.license or 'none declared'}")
+    lines.append(f'use it in a config as: model_name = "{result.entry.model_name}"')
+    return "\n".join(lines)
+
+
+def license_prompt(info: Any, max_lines: int = 20) -> str:
+    """What the CLI shows before asking to acknowledge a Hub model's license."""
+    lines = [f"License of {info.repo_id}: {info.describe()}"]
+    if info.link:
+        lines.append(f"  {info.link}")
+    if info.text:
+        text = info.text.strip().splitlines()
+        lines.extend("  | " + line for line in text[:max_lines])
+        if len(text) > max_lines:
+            more = len(text) - max_lines
+            lines.append(f"  | ... ({more} more lines; the whole file is kept with the model)")
+    return "\n".join(lines)
 
 
 def usage_text(usage: StoreUsage) -> str:

@@ -16,6 +16,14 @@ class Reporter:
     def warning(self, message: str) -> None:
         """Something the user should know that did not stop the operation."""
 
+    def progress_bar(self) -> type | None:
+        """A tqdm class for byte progress bars of downloads, or None for no bars.
+
+        Downloads run through huggingface_hub, which drives the bar (percentage, speed, time
+        remaining, total size); the CLI returns huggingface_hub's own ``tqdm``.
+        """
+        return None
+
 
 NullReporter = Reporter
 

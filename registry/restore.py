@@ -9,9 +9,9 @@ the bytes its name says, whatever the source did.
 - ``local``: the folder the model was imported from, if its bytes still hash right. Weight
   files are re-split at the byte level (only the tensors asked for); every candidate is
   hashed *before* it is written, so a changed source writes nothing.
-- ``huggingface``: the Hub at the pinned commit, through hub import's verified download
-  path. Not wired yet: it plugs in here as
-  ``RestoreSource("huggingface", describe_hub, restore_from_hub)``.
+- ``huggingface``: the Hub at the commit the manifest pinned, through hub import's
+  verified download path (each file checked against the sha256 or git blob id recorded at
+  import, then split again).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from registry.report import Reporter
 from registry.workspace import Workspace
 from store.digest import digest_bytes, digest_file
 from store.errors import ModelStoreError
-from store.manifest import LocalOrigin, Manifest, TensorEntry
+from store.manifest import HubOrigin, LocalOrigin, Manifest, TensorEntry
 from store.tensorfile import canonical_header, read_header
 
 # (workspace, manifest, digests wanted, reporter for why something was not restored) -> restored
@@ -131,8 +131,24 @@ class _slice:
         self.view.release()
 
 
+def describe_hub(manifest: Manifest) -> str | None:
+    origin = manifest.origin
+    if not isinstance(origin, HubOrigin):
+        return None
+    return f"the Hub: {origin.repo_id} at commit {origin.commit[:12]}"
+
+
+def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str],
+                     reporter: Reporter) -> set[str]:
+    # Imported here: the Hub client is only loaded when a Hub model needs restoring.
+    from registry.hub_import import restore_from_hub as fetch_again
+
+    return fetch_again(workspace, manifest, digests, reporter)
+
+
 LOCAL_SOURCE = RestoreSource("local", describe_local, restore_from_local)
-RESTORE_SOURCES: list[RestoreSource] = [LOCAL_SOURCE]
+HUB_SOURCE = RestoreSource("huggingface", describe_hub, restore_from_hub)
+RESTORE_SOURCES: list[RestoreSource] = [LOCAL_SOURCE, HUB_SOURCE]
 
 
 def restore_objects(workspace: Workspace, wanted: set[str], manifests: list[Manifest],

@@ -248,3 +248,111 @@ class GcAbortedError(ModelStoreError):
             "run `python main.py validate-registry` and repair or delete the models it names",
         )
         self.problems = problems
+
+
+# --- the Hugging Face Hub -----------------------------------------------------------------
+
+_TOKEN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
+
+
+class HubError(ModelStoreError):
+    """Importing from (or restoring from) the Hugging Face Hub failed; nothing was registered."""
+
+    def __init__(self, repo_id: str | None, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.repo_id = repo_id
+
+
+class HubSourceError(HubError, ValueError):
+    """A repo id or Hub URL that cannot name a model repo (malformed, hostile, not a model)."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, reason: str, hint: str | None = None):
+        super().__init__(None, f"{source!r} is not a Hub model repo: {reason}",
+                         hint or "use a repo id such as Qwen/Qwen2.5-0.5B, or a Hub URL "
+                                 "(https://huggingface.co/Qwen/Qwen2.5-0.5B[/tree/REVISION])")
+        self.source = source
+
+
+class HubRepoNotFoundError(HubError, LookupError):
+    """The Hub says the repo does not exist, or hides it (private) from this token."""
+
+    def __init__(self, repo_id: str, endpoint: str, with_token: bool):
+        hint = (f"check the repo id; if the repo is private, make sure your token has access to it"
+                if with_token else f"check the repo id; if the repo is private, {_TOKEN_HINT}")
+        super().__init__(repo_id, f"repo {repo_id!r} was not found on {endpoint}", hint)
+
+
+class HubRevisionNotFoundError(HubError, LookupError):
+    def __init__(self, repo_id: str, revision: str, endpoint: str):
+        super().__init__(repo_id, f"repo {repo_id!r} has no branch, tag or commit {revision!r}",
+                         f"pick one listed at {endpoint}/{repo_id}/tree/main, or omit --revision for main")
+        self.revision = revision
+
+
+class HubGatedRepoError(HubError, PermissionError):
+    """A gated repo: the user must accept its conditions on the Hub and authenticate."""
+
+    def __init__(self, repo_id: str, endpoint: str, with_token: bool):
+        page = f"{endpoint}/{repo_id}"
+        if with_token:
+            message = f"repo {repo_id!r} is gated and your token has not been granted access"
+            hint = f"request access on {page}, wait for approval, then run the command again"
+        else:
+            message = f"repo {repo_id!r} is gated: downloading it needs a token with access"
+            hint = f"accept its conditions on {page}, then {_TOKEN_HINT}"
+        super().__init__(repo_id, message, hint)
+        self.with_token = with_token
+
+
+class HubAuthError(HubError, PermissionError):
+    """The Hub rejected the token itself (unknown, revoked or malformed)."""
+
+    def __init__(self, repo_id: str | None, endpoint: str, token_source: str):
+        super().__init__(repo_id, f"the Hub at {endpoint} rejected the token from {token_source}",
+                         f"check it, or create a new one at {endpoint}/settings/tokens; {_TOKEN_HINT}")
+        self.token_source = token_source
+
+
+class HubDownloadError(HubError, OSError):
+    """The network failed (refused, reset, timed out, HTTP 5xx, truncated body)."""
+
+    def __init__(self, repo_id: str | None, message: str):
+        super().__init__(repo_id, message, "check the connection and run the command again "
+                                           "(nothing was registered; blobs already stored are reused)")
+
+
+class HubIntegrityError(HubError, ValueError):
+    """A downloaded file does not hash to what the Hub lists for it (wrong bytes)."""
+
+    def __init__(self, repo_id: str, path: str, kind: str, expected: str, actual: str):
+        super().__init__(repo_id, f"{path} from {repo_id} has {kind} {actual}, but the Hub lists {expected}",
+                         "run the command again (nothing was registered); if it persists, "
+                         "a proxy or mirror is serving wrong bytes")
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
+class LicenseNotAcknowledgedError(ModelStoreError, PermissionError):
+    exit_code = 2
+
+    def __init__(self, repo_id: str, license: str | None):
+        problem = (f"{repo_id} is published under the license {license!r}, which must be acknowledged "
+                   "before import" if license else
+                   f"{repo_id} declares no license, so its unknown terms must be acknowledged before import")
+        super().__init__(problem,
+                         "pass --yes to acknowledge it (or run the command in a terminal to be asked)")
+        self.repo_id = repo_id
+        self.license = license
+
+
+class ModelLoadError(ModelStoreError, ValueError):
+    """An imported model does not load, or its forward pass gives non-finite logits."""
+
+    def __init__(self, model_id: str, reason: str):
+        super().__init__(f"{model_id} does not pass the load check: {reason}",
+                         "nothing was registered; the checkpoint may not match its config")
+        self.model_id = model_id
+        self.reason = reason

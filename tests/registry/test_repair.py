@@ -1,8 +1,8 @@
 """validate-registry --fix: one break per test, the exact finding, the repair, a clean
 deep re-validation, model ``b`` untouched, and a second --fix that changes nothing.
 
-Restores here come from the local source folder (the models were imported from one).
-Restores from the test Hub server come with hub import (issue 3).
+Restores here come from the local source folder (the models were imported from one);
+restores from the test Hub server are in test_hub_restore.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from registry.repair import repair
 from registry.validate import validate
 from store.errors import Aborted, StoreChangedError
 from store.layout import OBJECT_MODE
-from store.manifest import HubOrigin, Manifest, OriginFile, put_manifest
+from store.manifest import Manifest, TrainingOrigin, put_manifest
 from store.quarantine import list_quarantine
 from store.tensorfile import read_header
 from tests.registry.breakage import (
@@ -165,21 +165,21 @@ def test_missing_source_folder_is_reported(s):
     assert not result.ok
 
 
-def test_object_no_source_can_restore_is_reported_with_the_command_to_run(s):
-    only_hub = s.ws.objects.put_bytes(b'{"hub": "only"}\n')
-    hub = Manifest(**{f: getattr(s.a.manifest, f) for f in s.a.manifest.__struct_fields__
-                      if f not in ("origin", "files")},
-                   files={**s.a.manifest.files, "extra.json": type(s.a.manifest.files["config.json"])(
-                       digest=only_hub.digest, size=only_hub.size)},
-                   origin=HubOrigin(endpoint="https://hub.example", repo_id="org/model", revision="main",
-                                    commit="c" * 40, files={"extra.json": OriginFile(size=only_hub.size)}))
-    register(s.ws, "h", put_manifest(s.ws.objects, hub), hub)
-    os.unlink(s.obj(only_hub.digest))
+def test_object_no_source_can_restore_is_reported_with_what_to_do(s):
+    only_run = s.ws.objects.put_bytes(b'{"trained": "only"}\n')
+    trained = Manifest(**{f: getattr(s.a.manifest, f) for f in s.a.manifest.__struct_fields__
+                          if f not in ("origin", "files", "source")},
+                       source="custom",
+                       files={**s.a.manifest.files, "extra.json": type(s.a.manifest.files["config.json"])(
+                           digest=only_run.digest, size=only_run.size)},
+                       origin=TrainingOrigin(run="run-1"))
+    register(s.ws, "t", put_manifest(s.ws.objects, trained), trained)
+    os.unlink(s.obj(only_run.digest))
     result = fix(s.ws)
     assert step_kinds(result) == []
     [cannot] = result.plan.cannot
-    assert "no restore source handles origin huggingface" in cannot
-    assert f"import-model org/model --revision {'c' * 40} --name h --on-conflict overwrite" in cannot
+    assert "no restore source handles origin training" in cannot
+    assert "re-run the training that produced 't' (run 'run-1')" in cannot
     assert not result.ok
 
 

@@ -1,0 +1,253 @@
+"""The load check of an import: the stored model loads, and a short forward pass is finite.
+
+Run after every blob is stored and before anything is registered, on a staging view in
+``.modelstore/tmp/`` (symlinks into objects/ plus the generated index: exactly what the
+real view will hold), so a model that does not load is never registered. Missing or
+wrongly shaped tensors count as failures: transformers would silently initialise them at
+random. A model too big for the memory available is not loaded; the check says so.
+
+The model is loaded in a worker process (``python -m registry.smoke``), for three reasons:
+importing torch and transformers takes seconds, and the worker does it while the import is
+still downloading (``start_worker``); a crash inside torch becomes a failed check instead
+of a dead import; and the importing process never holds torch or the model, so it exits
+fast and small. One worker serves every check of a process, one JSON line per request.
+
+Today the model is built by stock ``transformers.AutoModelForCausalLM`` (never with remote
+code); it moves to the architecture adapters (``adapters.get_adapter``) once they land:
+that is ``_load_and_run``, which runs in the worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from registry.report import human_bytes
+from registry.views import INDEX_FILENAME, render_index, tensor_relpath
+from registry.workspace import Workspace
+from store import fsops
+from store.errors import ModelLoadError
+from store.manifest import Manifest
+
+PROBE_TOKENS = (1, 2, 3, 4)
+# Loading needs the weights once in memory, plus the interpreter, torch and activations.
+MEMORY_FACTOR = 1.3
+MEMORY_OVERHEAD = 1 << 30
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class LoadCheck:
+    ran: bool
+    detail: str  # one line for the status output
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
+def check_loads(workspace: Workspace, manifest: Manifest) -> LoadCheck:
+    """Load ``manifest``'s model from a staging view and run a forward pass on a few tokens."""
+    needed = int(manifest.tensor_bytes * MEMORY_FACTOR) + MEMORY_OVERHEAD
+    available = available_memory()
+    if available is not None and needed > available:
+        return LoadCheck(False, f"skipped: loading needs about {human_bytes(needed)} of memory, "
+                                f"{human_bytes(available)} is available")
+    start = time.perf_counter()
+    staging = _staging_view(workspace, manifest)
+    try:
+        reply = _WORKER.ask({"folder": str(staging), "model_id": manifest.model_id}, manifest.model_id,
+                            manifest.architecture_type)
+    finally:
+        fsops.rmtree(staging)
+    if not reply.get("ok"):
+        raise ModelLoadError(manifest.model_id, str(reply.get("reason")))
+    return LoadCheck(True, reply["detail"], time.perf_counter() - start, list(reply.get("warnings", [])))
+
+
+def start_worker(model_type: str | None = None) -> None:
+    """Start the worker now, so it imports torch and transformers while the caller downloads."""
+    _WORKER.start(model_type)
+
+
+def _staging_view(workspace: Workspace, manifest: Manifest) -> Path:
+    staging = fsops.make_temp_dir(workspace.layout.tmp, "loadcheck")
+    try:
+        links = {path: f.digest for path, f in manifest.files.items()}
+        links.update((tensor_relpath(name), t.digest) for name, t in manifest.tensors.items())
+        for relpath, digest in sorted(links.items()):
+            link = staging / relpath
+            fsops.mkdirs(link.parent)
+            fsops.symlink(str(workspace.objects.path(digest)), link)
+        fsops.atomic_write(staging / INDEX_FILENAME, render_index(manifest), staging)
+    except BaseException:
+        fsops.rmtree(staging)
+        raise
+    return staging
+
+
+# --- the worker process, as seen from the importing process -------------------------------
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def start(self, model_type: str | None = None) -> subprocess.Popen:
+        with self.lock:
+            return self._start(model_type)
+
+    def _start(self, model_type: str | None) -> subprocess.Popen:
+        if self.proc is not None and self.proc.poll() is None:
+            return self.proc
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                        os.environ.get("PYTHONPATH")]))}
+        debug = os.environ.get("MODELSTORE_DEBUG") == "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "registry.smoke", *([model_type] if model_type else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if debug else subprocess.DEVNULL,
+            cwd=PROJECT_ROOT, env=env, text=True, bufsize=1,
+        )
+        return self.proc
+
+    def ask(self, request: dict, model_id: str, model_type: str) -> dict:
+        with self.lock:
+            proc = self._start(model_type)
+            try:
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except BrokenPipeError:
+                line = ""
+            if not line:
+                code = proc.wait()
+                self.proc = None
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                raise ModelLoadError(model_id, f"the process loading the model died ({how}); "
+                                               "set MODELSTORE_DEBUG=1 to see its output")
+            return json.loads(line)
+
+    def stop(self) -> None:
+        """End the worker at once: it writes nothing, so there is nothing to wait for."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+_WORKER = _Worker()
+atexit.register(_WORKER.stop)
+
+
+# --- the worker process itself -------------------------------------------------------------
+
+
+def _serve(model_type: str | None) -> None:
+    """Answer load-check requests, one JSON line each, until stdin ends."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the replies
+    _preload(model_type)
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            reply = _load_and_run(request["folder"], request["model_id"])
+        except ModelLoadError as e:
+            reply = {"ok": False, "reason": e.reason}
+        except Exception as e:  # noqa: BLE001 - any failure to load is the finding
+            reply = {"ok": False, "reason": f"loading failed ({type(e).__name__}: {_first_line(e)})"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+    replies.close()
+    os._exit(0)  # skip the interpreter's slow teardown of torch: there is nothing left to save
+
+
+def _preload(model_type: str | None) -> None:
+    import importlib
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        import torch  # noqa: F401
+        from transformers import AutoModelForCausalLM  # noqa: F401
+
+        if model_type:
+            importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    except Exception:  # noqa: BLE001 - a request will report it
+        pass
+
+
+def _load_and_run(folder: str, model_id: str) -> dict:
+    import gc
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False,
+                                                           output_loading_info=True)
+    except Exception as e:  # noqa: BLE001 - any failure to load is the finding
+        raise ModelLoadError(model_id, f"loading failed ({type(e).__name__}: {_first_line(e)})") from e
+    try:
+        missing, mismatched = sorted(info["missing_keys"]), sorted(info["mismatched_keys"])
+        if missing:
+            raise ModelLoadError(model_id, f"the checkpoint lacks {len(missing)} tensor(s) the model needs, "
+                                           f"e.g. {missing[0]!r}")
+        if mismatched:
+            raise ModelLoadError(model_id, f"tensor {mismatched[0][0]!r} has the wrong shape")
+        unexpected = sorted(info["unexpected_keys"])
+        warnings = [f"the checkpoint has {len(unexpected)} tensor(s) the model does not use, "
+                    f"e.g. {unexpected[0]!r}"] if unexpected else []
+        vocab = model.config.get_text_config().vocab_size
+        tokens = torch.tensor([[t % vocab for t in PROBE_TOKENS]])
+        with torch.inference_mode():
+            logits = model(tokens).logits
+        if tuple(logits.shape) != (1, len(PROBE_TOKENS), vocab):
+            raise ModelLoadError(model_id, f"the forward pass gave logits of shape {tuple(logits.shape)}")
+        if not bool(torch.isfinite(logits).all()):
+            raise ModelLoadError(model_id, "the forward pass gave non-finite logits (NaN or inf)")
+        dtype = str(model.dtype).removeprefix("torch.")
+        detail = (f"loads as {type(model).__name__} ({dtype}); forward pass on {len(PROBE_TOKENS)} tokens: "
+                  "finite logits")
+        return {"ok": True, "detail": detail, "warnings": warnings}
+    finally:
+        del model
+        gc.collect()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1] if len(sys.argv) > 1 else None)
