@@ -71,7 +71,13 @@ class SavedTensors:
 class Adapter:
     """Base class of every architecture adapter. Subclasses implement the first block."""
 
-    model_types: tuple[str, ...] = ()
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """The config model_types the adapter table (adapters/__init__.py) routes here."""
+        from adapters import ADAPTERS
+
+        spec = f"{type(self).__module__}:{type(self).__name__}"
+        return tuple(t for t, s in ADAPTERS.items() if s == spec)
 
     # --- what an architecture must provide -------------------------------------------------
 
@@ -125,7 +131,8 @@ class Adapter:
     def load_manifest(self, objects: ObjectStore, manifest: Manifest, *,
                       dtype: torch.dtype | None = None) -> nn.Module:
         """Load straight from the blobs a manifest names (mapped, not copied; see blobs.py)."""
-        return self.from_tensors(read_config(objects, manifest), map_tensors(objects, manifest.tensors), dtype=dtype)
+        tensors = map_tensors(objects, manifest.tensors)
+        return self.from_tensors(read_config(objects, manifest), tensors, dtype=dtype)
 
     def tensor_layout(self, model: nn.Module) -> TensorLayout:
         """How in-memory entries become on-disk tensors; cached per model (shapes only)."""

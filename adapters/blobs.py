@@ -136,7 +136,8 @@ def read_config(objects: ObjectStore, manifest: Manifest) -> dict:
     try:
         config = json.loads(data)
     except ValueError as e:
-        raise SourceError("config.json", f"config.json of {manifest.model_id!r} is not valid JSON ({e})") from None
+        raise SourceError("config.json",
+                          f"config.json of {manifest.model_id!r} is not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise SourceError("config.json", f"config.json of {manifest.model_id!r} is not a JSON object")
     return config

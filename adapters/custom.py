@@ -44,7 +44,8 @@ def config_dict(config: TransformerConfig, dtype: torch.dtype = torch.float32) -
 def parse_config(config: dict) -> tuple[TransformerConfig, torch.dtype | None]:
     """The model's shape and its stored dtype, from config.json's contents."""
     if config.get("model_type") != MODEL_TYPE:
-        raise UnsupportedArchitectureError(config.get("model_type"), [MODEL_TYPE], " for the custom Transformer")
+        raise UnsupportedArchitectureError(config.get("model_type"), [MODEL_TYPE],
+                                           " for the custom Transformer")
     if config.get("format", CONFIG_FORMAT) != CONFIG_FORMAT:
         raise SourceError("config.json", f"config.json has format {config.get('format')!r}; this version "
                           f"reads format {CONFIG_FORMAT}", "upgrade modelstore to load this model")
@@ -58,8 +59,6 @@ def parse_config(config: dict) -> tuple[TransformerConfig, torch.dtype | None]:
 
 
 class CustomAdapter(Adapter):
-    model_types = (MODEL_TYPE,)
-
     def build(self, config: dict, *, seed: int = 0, dtype: torch.dtype | None = None) -> nn.Module:
         shape, stored = parse_config(config)
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left untouched

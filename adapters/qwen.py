@@ -26,11 +26,9 @@ import torch.nn as nn
 from adapters.base import Adapter, Decoder
 from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
 
-QWEN_TYPES = ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
-
-
 class QwenAdapter(Adapter):
-    model_types = QWEN_TYPES
+    """Any transformers causal LM whose checkpoints follow the Hugging Face conventions:
+    the Qwen family today; another such architecture is one more entry in the table."""
 
     def hf_config(self, config: dict):
         """The transformers config object for config.json's contents (as AutoConfig builds it)."""
@@ -38,11 +36,12 @@ class QwenAdapter(Adapter):
 
         model_type = config.get("model_type")
         if model_type not in self.model_types:
-            raise UnsupportedArchitectureError(model_type, list(self.model_types), " for the Qwen adapter")
+            raise UnsupportedArchitectureError(model_type, list(self.model_types), " for this adapter")
         try:
             return CONFIG_MAPPING[model_type].from_dict(dict(config))
         except (TypeError, ValueError) as e:  # transformers' strict config validation
-            raise SourceError("config.json", f"config.json is not a valid {model_type} config ({e})") from None
+            raise SourceError("config.json",
+                              f"config.json is not a valid {model_type} config ({e})") from None
 
     def build(self, config: dict, *, seed: int = 0, dtype: torch.dtype | None = None) -> nn.Module:
         from transformers import AutoModelForCausalLM
@@ -82,8 +81,8 @@ class QwenAdapter(Adapter):
         config_dict, _ = PreTrainedConfig.get_config_dict(str(folder))
         self.hf_config(config_dict)  # refuse other architectures before loading anything
         with _quiet_progress():
-            model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or "auto",
-                                                               trust_remote_code=False, output_loading_info=True)
+            model, info = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=dtype or "auto", trust_remote_code=False, output_loading_info=True)
         _check_loading_info(info, str(folder))
         return model.eval()
 

@@ -81,7 +81,8 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
-def rotary_tables(head_dim: int, seq_len: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(head_dim: int, seq_len: int, theta: float,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of each position times each channel pair's frequency: two (T, hd) tables.
 
     Computed on the fly (not stored as buffers): it is cheap, so nothing but learned weights

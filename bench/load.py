@@ -122,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     for label in times:
         values = [median(label, i) for i in range(3)]
         ratios[label] = [v / b for v, b in zip(values, base)]
-        cells = "".join(f"{v * 1000:>{w}.0f}ms{r:>6.2f}x" for v, r, w in zip(values, ratios[label], (7, 12, 7)))
+        cells = "".join(f"{v * 1000:>{w}.0f}ms{r:>6.2f}x"
+                        for v, r, w in zip(values, ratios[label], (7, 12, 7)))
         print(f"{label:<26}{cells}")
     wall = times["from_pretrained(folder)"]
     spread = (max(t[1] for t in wall) - min(t[1] for t in wall)) / base[1]
     if spread > 0.5:
-        print(f"\nwarning: baseline load+forward times vary by {spread:.0%} between rounds: another process is "
-              "competing for the CPU; the cpu column is the steadier figure, or rerun on a quiet machine")
+        print(f"\nwarning: baseline load+forward times vary by {spread:.0%} between rounds: "
+              "another process is competing for the CPU; the cpu column is the steadier figure, or rerun on a quiet machine")
     worst = max(ratios["modelstore (by name)"][:2])
     verdict = "meets" if worst <= TARGET else "MISSES"
     print(f"\nmodelstore load ratio: {worst:.2f}x the from_pretrained baseline, wall clock "

@@ -247,4 +247,5 @@ class ModelCheckError(ModelStoreError, ValueError):
     """A model failed its smoke test (a forward pass with wrong-shaped or non-finite logits)."""
 
     def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message, hint or "the weights are probably damaged; run `python main.py validate-registry`")
+        super().__init__(message, hint or "the weights are probably damaged; "
+                         "run `python main.py validate-registry`")

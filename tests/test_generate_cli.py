@@ -70,7 +70,8 @@ def test_config_file_drives_generation_and_options_override_it(qwen, root, tmp_p
     assert from_config.exit_code == 0, from_config.output
     expected = generate_text(qwen, "qwen", prompt="Once", max_new_tokens=6, seed=2)
     assert from_config.stdout == expected.text + "\n"
-    shorter = runner.invoke(cli, ["--root", str(root), "generate", "--config", str(config), "--max-new-tokens", "2"])
+    shorter = runner.invoke(cli, ["--root", str(root), "generate", "--config", str(config),
+                                  "--max-new-tokens", "2"])
     assert shorter.stdout == generate_text(qwen, "qwen", prompt="Once", max_new_tokens=2, seed=2).text + "\n"
 
 
@@ -85,7 +86,8 @@ def test_config_with_an_unknown_key_names_it(root, workspace, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 def test_unavailable_device_is_one_line(qwen, root):
-    result = CliRunner().invoke(cli, ["--root", str(root), "generate", "qwen", "--prompt", "x", "--device", "cuda"])
+    result = CliRunner().invoke(cli, ["--root", str(root), "generate", "qwen", "--prompt", "x",
+                                      "--device", "cuda"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: device 'cuda' is not available: ")
     assert result.stderr.count("\n") == 1

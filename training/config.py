@@ -119,7 +119,8 @@ def _config_error(path: Path, error: msgspec.ValidationError) -> ConfigError:
     match = _UNKNOWN.match(text)
     if match:
         key = _key(match["at"] or "", match["key"])
-        return ConfigError(path, f"unknown key {key!r}", "remove it or check its spelling (keys are listed in the README)")
+        return ConfigError(path, f"unknown key {key!r}",
+                           "remove it or check its spelling (keys are listed in the README)")
     match = _AT.match(text)
     if match and match["at"]:
         return ConfigError(path, f"key {_key(match['at'])!r}: {_plain(match['problem'])}")
@@ -127,7 +128,7 @@ def _config_error(path: Path, error: msgspec.ValidationError) -> ConfigError:
 
 
 def _plain(problem: str) -> str:
-    """msgspec's wording in TOML's terms: ``Expected `object`, got `int` `` -> ``expected a table, got int``."""
+    """msgspec's wording in TOML's terms: "Expected `object`" -> "expected a table"."""
     problem = problem.replace("`object`", "a table").replace("`array`", "an array").replace("`", "")
     return problem[:1].lower() + problem[1:]
 
@@ -153,7 +154,8 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(path, "no such file", "pass the path of a TOML config (examples in configs/)") from None
+        raise ConfigError(path, "no such file",
+                          "pass the path of a TOML config (examples in configs/)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, f"cannot be read ({e})") from None
     config = parse_config(text, path)
@@ -177,13 +179,15 @@ def _check(config: RunConfig, path: Path) -> None:
         raise ConfigError(path, f"key 'device': unknown device {config.device!r}",
                           "use auto, cpu, cuda, cuda:N or mps")
     if config.dtype.lower() not in DTYPE_CHOICES:
-        raise ConfigError(path, f"key 'dtype': unknown dtype {config.dtype!r}", "use " + ", ".join(DTYPE_CHOICES))
+        raise ConfigError(path, f"key 'dtype': unknown dtype {config.dtype!r}",
+                          "use " + ", ".join(DTYPE_CHOICES))
     if config.output_name:  # model_name may be a checkpoint reference (NAME@step-N): checked on use
         from registry.names import name_problem
 
         problem = name_problem(config.output_name)
         if problem:
-            raise ConfigError(path, f"key 'output_name': invalid model name {config.output_name!r}: {problem}")
+            raise ConfigError(path, f"key 'output_name': invalid model name {config.output_name!r}: "
+                              f"{problem}")
     if config.uses_custom_model and config.seq_len > config.model.max_seq_len:
         raise ConfigError(path, f"key 'seq_len': {config.seq_len} is longer than model.max_seq_len "
                           f"({config.model.max_seq_len})", "lower seq_len or raise model.max_seq_len")

@@ -161,7 +161,8 @@ def stop_token_ids(workspace: Workspace, loaded) -> set[int]:
     return ids
 
 
-def generate_text(workspace: Workspace, name: str | None = None, *, config: str | Path | RunConfig | None = None,
+def generate_text(workspace: Workspace, name: str | None = None, *,
+                  config: str | Path | RunConfig | None = None,
                   prompt: str | None = None, max_new_tokens: int | None = None,
                   temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
                   device: str | None = None, dtype: str | None = None, on_text: TextSink | None = None,
@@ -172,7 +173,10 @@ def generate_text(workspace: Workspace, name: str | None = None, *, config: str 
     from training.models import load_model
 
     reporter = reporter or NullReporter()
-    run = config if isinstance(config, RunConfig) else load_config(config) if config is not None else RunConfig()
+    if isinstance(config, RunConfig):
+        run = config
+    else:
+        run = load_config(config) if config is not None else RunConfig()
     name = name or run.model_name or run.output_name
     if not name:
         raise UsageError("no model to generate with",

@@ -31,7 +31,17 @@ from registry.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.errors import ModelStoreError, TokenizerError
-from store.manifest import FileEntry, Manifest, Origin, Source, TensorEntry, TrainingInfo, TrainingOrigin, now_iso, put_manifest
+from store.manifest import (
+    FileEntry,
+    Manifest,
+    Origin,
+    Source,
+    TensorEntry,
+    TrainingInfo,
+    TrainingOrigin,
+    now_iso,
+    put_manifest,
+)
 from training.config import RunConfig, looks_like_path
 
 
@@ -71,7 +81,8 @@ def load_version(workspace: Workspace, manifest: Manifest, label: str, *, view: 
         with files_folder(workspace.objects, manifest) as folder:
             tok = _load_from_folder(folder, adapter, f"model {label!r}")
     check_tokenizer_fits(tok, adapter.vocab_size(model), label)
-    return LoadedModel(name=label, manifest=manifest, adapter=adapter, model=model, tokenizer=tok, device=target)
+    return LoadedModel(name=label, manifest=manifest, adapter=adapter, model=model, tokenizer=tok,
+                       device=target)
 
 
 # --- tokenizers -------------------------------------------------------------------------------
@@ -88,8 +99,8 @@ def load_tokenizer(workspace: Workspace, spec: str, *, own: tuple[Path, Adapter]
     if looks_like_path(spec) or (os.path.isdir(spec) and spec not in workspace.read_registry().models):
         folder = Path(spec).expanduser()
         if not folder.is_dir():
-            raise TokenizerError(f"tokenizer folder {spec} does not exist",
-                                 "set tokenizer to a folder with tokenizer.json, or to a registered model's name")
+            raise TokenizerError(f"tokenizer folder {spec} does not exist", "set tokenizer to a folder "
+                                 "with tokenizer.json, or to a registered model's name")
         return _load_from_folder(folder, None, f"folder {folder}")
     try:
         entry, manifest = get_model(workspace, spec)
@@ -150,9 +161,11 @@ def tokenizer_files(workspace: Workspace, spec: str, *, vocab_size: int) -> dict
         folder = Path(spec).expanduser()
         if not folder.is_dir():
             raise TokenizerError(f"tokenizer folder {spec} does not exist")
-        return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and _is_tokenizer_file(p.name)}
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+                if p.is_file() and _is_tokenizer_file(p.name)}
     _, manifest = get_model(workspace, spec)
-    return {path: entry for path, entry in manifest.files.items() if "/" not in path and _is_tokenizer_file(path)}
+    return {path: entry for path, entry in manifest.files.items()
+            if "/" not in path and _is_tokenizer_file(path)}
 
 
 # --- storing a torch model ---------------------------------------------------------------------

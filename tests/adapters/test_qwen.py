@@ -17,7 +17,7 @@ from adapters import get_adapter
 from adapters.qwen import QwenAdapter
 from registry.catalog import register
 from registry.importer import import_folder
-from store.errors import CorruptObjectError, ModelCheckError, ObjectMissingError
+from store.errors import CorruptObjectError, ModelCheckError, ObjectMissingError, UnsupportedArchitectureError
 from store.manifest import Manifest
 from training.models import store_model
 
@@ -118,7 +118,8 @@ def test_frozen_tensors_are_neither_hashed_nor_written(tiny_model, workspace, mo
     original_put = workspace.objects.put_tensor
     monkeypatch.setattr(workspace.objects, "put_tensor",
                         lambda name, *a: hashed.append(name) or original_put(name, *a))
-    saved = adapter.save_tensors(model, workspace.objects, skip=lambda name: name != changed, known=base.tensors)
+    saved = adapter.save_tensors(model, workspace.objects, skip=lambda name: name != changed,
+                                 known=base.tensors)
 
     assert hashed == [changed]
     assert saved.stats.written == 1 and saved.stats.skipped == len(base.tensors) - 1
@@ -246,3 +247,24 @@ def _with(manifest: Manifest, **changes) -> Manifest:
 
     return msgspec.structs.replace(manifest, **changes)
 
+
+
+def test_another_architecture_is_one_table_entry(workspace, tmp_path, monkeypatch):
+    """The extension point: route a model_type to an adapter, and import, load and save work."""
+    import adapters
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with pytest.raises(UnsupportedArchitectureError, match="'llama'"):
+        get_adapter("llama")
+    monkeypatch.setitem(adapters.ADAPTERS, "llama", "adapters.qwen:QwenAdapter")
+
+    config = LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    imported = import_folder(workspace, tmp_path / "llama", name="llama")
+    adapter = get_adapter("llama")
+    assert "llama" in adapter.model_types
+    model = adapter.load_manifest(workspace.objects, imported.manifest)
+    assert torch.equal(logits(model), logits(AutoModelForCausalLM.from_pretrained(tmp_path / "llama")))
+    assert adapter.save_tensors(model, workspace.objects).tensors == imported.manifest.tensors

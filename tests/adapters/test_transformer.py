@@ -151,7 +151,8 @@ def test_create_custom_model_registers_it_with_the_project_tokenizer(workspace):
     tokenizer = adapter.load_tokenizer(view)
     model = adapter.load_folder(view)
     assert len(tokenizer) == model.config.vocab_size == 600
-    assert model.config.eos_token_id == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert model.config.eos_token_id == tokenizer.eos_token_id == eot
     # Same config and seed: the same model version, digest for digest.
     _, again = create_custom_model(workspace, "scratch2", config)
     assert again.manifest.tensors == stored.manifest.tensors
