@@ -123,7 +123,7 @@ def report(title: str, measured: tuple[dict[str, list[float]], float], rounds: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--strict", action="store_true", help="exit 1 if a ratio misses the target")
     args = parser.parse_args(argv)
