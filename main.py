@@ -271,5 +271,40 @@ def gc_cmd(ctx, grace, dry_run) -> None:
     click.echo(gc_text(outcome, ws.root))
 
 
+# --- generation ------------------------------------------------------------------------------
+
+
+@cli.command("generate")
+@click.argument("name", required=False)
+@click.option("--prompt", help="Text to continue (default: the config's [generate] prompt; "
+              "empty: unconditional).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run config (TOML): model_name, tokenizer, device, dtype, seed and [generate] settings.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Most tokens to generate (default 64).")
+@click.option("--temperature", type=click.FloatRange(min=0),
+              help="Sampling temperature; 0 is greedy (default 0.8).")
+@click.option("--top-k", type=click.IntRange(min=0),
+              help="Sample among the k likeliest tokens; 0: all (default 50).")
+@click.option("--seed", type=click.IntRange(min=0),
+              help="Random seed: same seed, same text (default: config seed, 0).")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps (default: config device, auto).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              help="Convert the weights on load (default auto: keep the stored dtype).")
+@click.pass_context
+def generate_cmd(ctx, name, prompt, config_path, max_new_tokens, temperature, top_k, seed, device,
+                 dtype) -> None:
+    """Generate text from a registered model, streaming it to stdout."""
+    from training.generate import generate_text
+
+    def emit(text: str) -> None:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    generate_text(workspace(ctx), name, config=config_path, prompt=prompt, max_new_tokens=max_new_tokens,
+                  temperature=temperature, top_k=top_k, seed=seed, device=device, dtype=dtype,
+                  on_text=emit, reporter=CliReporter())
+    click.echo()
+
+
 if __name__ == "__main__":
     cli(prog_name="python main.py")

@@ -7,7 +7,13 @@ is supported (import's early check, list-models) never import torch.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from store.errors import UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    from adapters.base import Adapter
 
 # model_type -> "module:Class" of its adapter, imported only when a model is built.
 ADAPTERS: dict[str, str] = {
@@ -15,6 +21,7 @@ ADAPTERS: dict[str, str] = {
     "qwen2_moe": "adapters.qwen:QwenAdapter",
     "qwen3": "adapters.qwen:QwenAdapter",
     "qwen3_moe": "adapters.qwen:QwenAdapter",
+    "modelstore_transformer": "adapters.custom:CustomAdapter",  # the project's own model
 }
 
 
@@ -29,3 +36,15 @@ def check_supported(model_type: str | None, where: str = "") -> str:
             model_type if isinstance(model_type, str) else None, supported_model_types(), where
         )
     return model_type
+
+
+_instances: dict[str, Adapter] = {}
+
+
+def get_adapter(model_type: str | None, where: str = "") -> Adapter:
+    """The adapter for ``model_type`` (imports torch and the adapter's module on first use)."""
+    spec = ADAPTERS[check_supported(model_type, where)]
+    if spec not in _instances:
+        module, _, cls = spec.partition(":")
+        _instances[spec] = getattr(importlib.import_module(module), cls)()
+    return _instances[spec]

@@ -356,3 +356,40 @@ class ModelLoadError(ModelStoreError, ValueError):
                          "nothing was registered; the checkpoint may not match its config")
         self.model_id = model_id
         self.reason = reason
+
+
+# --- models, configs and devices --------------------------------------------------------
+
+
+class ConfigError(ModelStoreError, ValueError):
+    """A run config file (TOML) is missing, unreadable, or has a bad or unknown key."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path | str, message: str, hint: str | None = None):
+        super().__init__(f"{path}: {message}", hint or "fix the config file (keys are listed in the README)")
+        self.path = Path(path)
+
+
+class DeviceUnavailableError(ModelStoreError, ValueError):
+    exit_code = 2
+
+    def __init__(self, device: str, reason: str):
+        super().__init__(f"device {device!r} is not available: {reason}",
+                         "use --device cpu (or device = \"auto\" to pick the best one present)")
+        self.device = device
+
+
+class TokenizerError(ModelStoreError, ValueError):
+    """A tokenizer cannot be loaded, or does not fit the model it is used with."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint or "set tokenizer = \"<model name or folder>\" in the config")
+
+
+class ModelCheckError(ModelStoreError, ValueError):
+    """A model failed its smoke test (a forward pass with wrong-shaped or non-finite logits)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint or "the weights are probably damaged; "
+                         "run `python main.py validate-registry`")
