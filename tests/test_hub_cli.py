@@ -97,8 +97,8 @@ def test_gated_and_unsupported_are_one_line_errors(hub_server, tiny_model, root)
     assert unsupported.returncode == 1
     commit = hub_server.repos["org/llama"].branches["main"]
     assert one_error_line(unsupported.stderr) == (f"error: unsupported architecture 'llama' in org/llama@"
-                                                  f"{commit[:12]}/config.json; supported: qwen2, qwen2_moe, "
-                                                  "qwen3, qwen3_moe")
+                                                  f"{commit[:12]}/config.json; supported: modelstore_transformer, "
+                                                  "qwen2, qwen2_moe, qwen3, qwen3_moe")
 
 
 @pytest.fixture
