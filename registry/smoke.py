@@ -12,9 +12,9 @@ still downloading (``start_worker``); a crash inside torch becomes a failed chec
 of a dead import; and the importing process never holds torch or the model, so it exits
 fast and small. One worker serves every check of a process, one JSON line per request.
 
-Today the model is built by stock ``transformers.AutoModelForCausalLM`` (never with remote
-code); it moves to the architecture adapters (``adapters.get_adapter``) once they land:
-that is ``_load_and_run``, which runs in the worker.
+The model is built by its architecture's adapter (``adapters.get_adapter``), exactly as
+``generate`` and ``train`` will load it (never with remote code): ``_load_and_run``, which
+runs in the worker.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from registry.report import human_bytes
 from registry.views import INDEX_FILENAME, render_index, tensor_relpath
 from registry.workspace import Workspace
 from store import fsops
-from store.errors import ModelLoadError
+from store.errors import ModelLoadError, ModelStoreError
 from store.manifest import Manifest
 
 PROBE_TOKENS = (1, 2, 3, 4)
@@ -75,8 +75,9 @@ def check_loads(workspace: Workspace, manifest: Manifest) -> LoadCheck:
     start = time.perf_counter()
     staging = _staging_view(workspace, manifest)
     try:
-        reply = _WORKER.ask({"folder": str(staging), "model_id": manifest.model_id}, manifest.model_id,
-                            manifest.architecture_type)
+        request = {"folder": str(staging), "model_id": manifest.model_id,
+                   "model_type": manifest.architecture_type}
+        reply = _WORKER.ask(request, manifest.model_id, manifest.architecture_type)
     finally:
         fsops.rmtree(staging)
     if not reply.get("ok"):
@@ -178,7 +179,7 @@ def _serve(model_type: str | None) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            reply = _load_and_run(request["folder"], request["model_id"])
+            reply = _load_and_run(request["folder"], request["model_id"], request["model_type"])
         except ModelLoadError as e:
             reply = {"ok": False, "reason": e.reason}
         except Exception as e:  # noqa: BLE001 - any failure to load is the finding
@@ -200,45 +201,36 @@ def _preload(model_type: str | None) -> None:
         import torch  # noqa: F401
         from transformers import AutoModelForCausalLM  # noqa: F401
 
+        import adapters.qwen  # noqa: F401
+
         if model_type:
             importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
     except Exception:  # noqa: BLE001 - a request will report it
         pass
 
 
-def _load_and_run(folder: str, model_id: str) -> dict:
+def _load_and_run(folder: str, model_id: str, model_type: str) -> dict:
     import gc
 
-    import torch
-    from transformers import AutoModelForCausalLM
+    from adapters import get_adapter
 
+    adapter = get_adapter(model_type)
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False,
-                                                           output_loading_info=True)
+        model = adapter.load_folder(Path(folder))
+    except ModelStoreError as e:  # missing, unexpected or misshapen tensors, a bad config
+        # The staging folder is an implementation detail: name the model instead.
+        raise ModelLoadError(model_id, f"loading failed: {e.message.replace(folder, model_id)}") from e
     except Exception as e:  # noqa: BLE001 - any failure to load is the finding
         raise ModelLoadError(model_id, f"loading failed ({type(e).__name__}: {_first_line(e)})") from e
     try:
-        missing, mismatched = sorted(info["missing_keys"]), sorted(info["mismatched_keys"])
-        if missing:
-            raise ModelLoadError(model_id, f"the checkpoint lacks {len(missing)} tensor(s) the model needs, "
-                                           f"e.g. {missing[0]!r}")
-        if mismatched:
-            raise ModelLoadError(model_id, f"tensor {mismatched[0][0]!r} has the wrong shape")
-        unexpected = sorted(info["unexpected_keys"])
-        warnings = [f"the checkpoint has {len(unexpected)} tensor(s) the model does not use, "
-                    f"e.g. {unexpected[0]!r}"] if unexpected else []
-        vocab = model.config.get_text_config().vocab_size
-        tokens = torch.tensor([[t % vocab for t in PROBE_TOKENS]])
-        with torch.inference_mode():
-            logits = model(tokens).logits
-        if tuple(logits.shape) != (1, len(PROBE_TOKENS), vocab):
-            raise ModelLoadError(model_id, f"the forward pass gave logits of shape {tuple(logits.shape)}")
-        if not bool(torch.isfinite(logits).all()):
-            raise ModelLoadError(model_id, "the forward pass gave non-finite logits (NaN or inf)")
-        dtype = str(model.dtype).removeprefix("torch.")
-        detail = (f"loads as {type(model).__name__} ({dtype}); forward pass on {len(PROBE_TOKENS)} tokens: "
+        try:
+            adapter.smoke_test(model)
+        except ModelStoreError as e:
+            raise ModelLoadError(model_id, e.message) from e
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        detail = (f"loads as {type(model).__name__} ({dtype}); forward pass on a few tokens: "
                   "finite logits")
-        return {"ok": True, "detail": detail, "warnings": warnings}
+        return {"ok": True, "detail": detail, "warnings": []}
     finally:
         del model
         gc.collect()

@@ -19,7 +19,7 @@ def stored(workspace, folder):
 
 def test_a_stored_model_passes_and_leaves_no_staging(workspace, tiny_model):
     check = smoke.check_loads(workspace, stored(workspace, tiny_model("qwen3_moe")))
-    assert check.ran and check.detail == ("loads as Qwen3MoeForCausalLM (float32); forward pass on 4 tokens: "
+    assert check.ran and check.detail == ("loads as Qwen3MoeForCausalLM (float32); forward pass on a few tokens: "
                                           "finite logits")
     assert os.listdir(workspace.layout.tmp) == []
 
