@@ -1,28 +1,40 @@
-"""``make bench``: run every benchmark in turn and print their figures.
+"""``make bench``: run every benchmark in turn, each as its own process, with its defaults.
 
-``python -m bench [NAME ...] [--rounds N]`` runs the named ones only. Results are appended
-to bench/out/results.jsonl; README's "Speed" table is copied from the latest run.
+``python -m bench [NAME ...]`` runs the named ones only. Each benchmark compares against a
+baseline measured in the same run and prints its medians and ratio; README's "Speed" table
+is copied from the latest run.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import subprocess
+import sys
 
-BENCHMARKS = ["import_local"]
+BENCHMARKS = {
+    "import_local": "local import vs cp -r; re-import under a second name (issue 2)",
+    "hub_import": "Hub import through the loopback server vs snapshot_download (issue 3)",
+    "validate": "deep validation throughput vs sha256sum (issue 4)",
+    "load": "loading from the store vs from_pretrained of the original folder (issue 5)",
+}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help=f"any of: {', '.join(BENCHMARKS)} (default: all)")
-    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
-    for name in args.names or BENCHMARKS:
-        importlib.import_module(f"bench.{name}").main(args.rounds)
+    failed = []
+    for name in args.names or list(BENCHMARKS):
+        print(f"\n=== bench.{name}: {BENCHMARKS[name]}", flush=True)
+        if subprocess.run([sys.executable, "-m", f"bench.{name}"]).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed to run: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
