@@ -370,17 +370,33 @@ def register_cmd(ctx, checkpoint, name, on_conflict) -> None:
 @click.pass_context
 def generate_cmd(ctx, name, prompt, config_path, max_new_tokens, temperature, top_k, seed, device,
                  dtype) -> None:
-    """Generate text from a registered model, streaming it to stdout."""
+    """Generate text from a registered model (or a checkpoint: NAME@step-N), streaming it to stdout."""
     from training.generate import generate_text
+
+    class TextReporter(CliReporter):
+        """Ends the streamed text's line before the closing status line, so the two do not run
+        together on a terminal (stdout and stderr share it)."""
+
+        streaming = ended = False
+
+        def status(self, component: str, message: str) -> None:
+            if self.streaming and not self.ended:
+                click.echo()
+                self.ended = True
+            super().status(component, message)
+
+    reporter = TextReporter()
 
     def emit(text: str) -> None:
         click.echo(text, nl=False)
         sys.stdout.flush()
+        reporter.streaming = True
 
     generate_text(workspace(ctx), name, config=config_path, prompt=prompt, max_new_tokens=max_new_tokens,
                   temperature=temperature, top_k=top_k, seed=seed, device=device, dtype=dtype,
-                  on_text=emit, reporter=CliReporter())
-    click.echo()
+                  on_text=emit, reporter=reporter)
+    if not reporter.ended:
+        click.echo()
 
 
 if __name__ == "__main__":

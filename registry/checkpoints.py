@@ -107,17 +107,19 @@ def resolve_checkpoint(workspace: Workspace, ref: str) -> tuple[Checkpoint, Mani
     """
     parsed = parse_ref(ref)
     if parsed is None:
-        raise CheckpointNotFoundError(ref, "a checkpoint reference reads NAME@step-N (e.g. my-model@step-200)")
+        raise CheckpointNotFoundError(ref, "a checkpoint reference reads NAME@step-N "
+                                      "(e.g. my-model@step-200)")
     name, step = parsed
     entry = get_entry(workspace, name)
     manifest = workspace.manifest(entry.manifest)
     checkpoints = run_checkpoints(workspace, entry.manifest, manifest)
     if not checkpoints:
-        raise CheckpointNotFoundError(ref, f"model {name!r} was not produced by `train`, so it has no checkpoints")
+        raise CheckpointNotFoundError(ref, f"model {name!r} was not produced by `train`, so it has no "
+                                      "checkpoints")
     chosen = next((c for c in checkpoints if c.step == step), None)
     if chosen is None:
-        raise CheckpointNotFoundError(ref, f"the run that produced {name!r} stored no checkpoint at step {step}",
-                                      [c.step for c in checkpoints])
+        raise CheckpointNotFoundError(ref, f"the run that produced {name!r} stored no checkpoint at step "
+                                      f"{step}", [c.step for c in checkpoints])
     if not chosen.available:
         raise CheckpointGoneError(ref, chosen.missing)
     chosen_manifest = manifest if chosen.digest == entry.manifest else workspace.manifest(chosen.digest)

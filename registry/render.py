@@ -131,7 +131,8 @@ def model_info_text(info: ModelInfo) -> str:
     text.extend("  " + line for line in lineage_lines(info.lineage))
     if info.checkpoints:
         text.append(f"checkpoints ({len(info.checkpoints)}, training run {info.checkpoints[-1].run}):")
-        text.extend("  " + line for line in checkpoint_lines(entry.model_name, info.checkpoints, entry.manifest))
+        lines = checkpoint_lines(entry.model_name, info.checkpoints, entry.manifest)
+        text.extend("  " + line for line in lines)
     if info.children:
         text.append("fine-tuned into: " + ", ".join(info.children))
     return "\n".join(text)

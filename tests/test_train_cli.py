@@ -110,10 +110,11 @@ def test_fine_tune_prints_progress_and_a_summary(run, root, base):
     assert listed.stdout.splitlines()[1].split()[:4] == ["ft", "ft", "qwen2", "finetuned"]
     du = run("du", "--json")
     models = {m["name"]: m for m in json.loads(du.stdout)["models"]}
-    frozen = sum(t.blob_size(n) for n, t in base.manifest.tensors.items() if not n.startswith("model.layers.3.")
-                 and n != "model.norm.weight")
+    trained = ("model.layers.3.", "model.norm.weight")
+    frozen = sum(t.blob_size(n) for n, t in base.manifest.tensors.items() if not n.startswith(trained))
     assert frozen > 0.75 * base.manifest.tensor_bytes
-    assert models["ft"]["shared_bytes"] == frozen + base.manifest.file_bytes  # frozen tensors, config, tokenizer
+    # What the fine-tune shares: the frozen tensors, the config and the tokenizer.
+    assert models["ft"]["shared_bytes"] == frozen + base.manifest.file_bytes
     assert models["base"]["shared_bytes"] == models["ft"]["shared_bytes"]
 
 
@@ -140,13 +141,14 @@ def test_checkpoint_references_on_the_command_line(run, root, base):
     assert generated.exit_code == 0 and generated.stderr.split()[1] == "ft@step-2"
     registered = run("register", "ft@step-2")
     assert registered.exit_code == 0
-    assert registered.stdout.startswith("registered ft-step-2 [") and "ft@step-2, finetuned" in registered.stdout
+    assert registered.stdout.startswith("registered ft-step-2 [")
+    assert "ft@step-2, finetuned" in registered.stdout
     assert (root / "models/ft-step-2/config.json").exists()
     taken = run("register", "ft@step-2", "--name", "base")
     assert taken.exit_code == 1 and one_error_line(taken).startswith("error: a model named 'base' is already")
     missing = run("generate", "ft@step-3", "--prompt", "Ada")
-    assert one_error_line(missing) == ("error: no checkpoint 'ft@step-3': the run that produced 'ft' stored no "
-                                       "checkpoint at step 3; its run has checkpoints at step 2, 4")
+    assert one_error_line(missing) == ("error: no checkpoint 'ft@step-3': the run that produced 'ft' stored "
+                                       "no checkpoint at step 3; its run has checkpoints at step 2, 4")
 
 
 def test_from_scratch_then_resume_past_the_end(run, root, workspace):
@@ -155,10 +157,10 @@ def test_from_scratch_then_resume_past_the_end(run, root, workspace):
     assert "(custom, trained from scratch): step 4" in first.stdout
     again = run("train", "--config", write(root, "lm.toml", SCRATCH))
     assert again.exit_code == 1
-    assert one_error_line(again) == ("error: output_name 'lm' is already registered; pass --resume to continue "
-                                     "its training, or choose another output_name")
-    more = run("train", "--config", write(root, "lm8.toml", SCRATCH.replace("max_steps = 4", "max_steps = 6")),
-               "--resume")
+    assert one_error_line(again) == ("error: output_name 'lm' is already registered; pass --resume to "
+                                     "continue its training, or choose another output_name")
+    longer = write(root, "lm6.toml", SCRATCH.replace("max_steps = 4", "max_steps = 6"))
+    more = run("train", "--config", longer, "--resume")
     assert more.exit_code == 0, more.output
     assert "resume     from lm@step-4 [" in more.stderr and "resumed at step 4" in more.stdout
     assert get_model(workspace, "lm")[1].training.step == 6
@@ -204,15 +206,27 @@ def test_sigkill_during_a_checkpoint_then_resume_matches_a_straight_run(tmp_path
         roots[label].mkdir()
         import_folder(Workspace.open(roots[label]), source, name="base")
         write(roots[label], "ft.toml", FINE_TUNE)
+        # Every fan-out folder exists up front, so both runs take the same numbered steps
+        # (blobs with timestamps in them would otherwise create different ones).
+        for fan in range(256):
+            (roots[label] / ".modelstore" / "objects" / f"{fan:02x}").mkdir(exist_ok=True)
     log = tmp_path / "steps.log"
     straight = main_py(roots["straight"], "train", "--config", "ft.toml",
                        env={"MODELSTORE_FAULT": "count", "MODELSTORE_FAULT_LOG": str(log)})
     assert straight.returncode == 0, straight.stderr
     first, second = commits(log, roots["straight"])
-    offset = len(log.read_text().splitlines()[:first])  # the same steps happen in the other root
     kill_at = {"writing the second checkpoint's blobs": (first + second) // 2, "at the second commit": second}
-    killed = main_py(roots["killed"], "train", "--config", "ft.toml", env={"MODELSTORE_FAULT": f"kill@{kill_at[where]}"})
-    assert killed.returncode == -9 and offset == first
+    killed_log = tmp_path / "killed.log"
+    killed = main_py(roots["killed"], "train", "--config", "ft.toml",
+                     env={"MODELSTORE_FAULT": f"kill@{kill_at[where]}",
+                          "MODELSTORE_FAULT_LOG": str(killed_log)})
+    assert killed.returncode == -9
+    assert commits(killed_log, roots["killed"]) == [first, second][:1 + (where == "at the second commit")]
+    last_op = killed_log.read_text().splitlines()[-1].split("\t")[1:]
+    if where == "at the second commit":  # killed just before registry.json was replaced
+        assert last_op == ["rename", str(roots["killed"] / "models" / "registry.json")]
+    else:
+        assert last_op[1].startswith(str(roots["killed"] / ".modelstore"))
     ws = Workspace.open(roots["killed"])
     entry, manifest = get_model(ws, "ft")  # still the first checkpoint, complete
     assert manifest.training.step == 2
@@ -221,7 +235,8 @@ def test_sigkill_during_a_checkpoint_then_resume_matches_a_straight_run(tmp_path
         # register() swaps the view before it commits the registry (DESIGN's write order), so a
         # kill between the two leaves models/ft showing the uncommitted version: validation says
         # so (nothing is missing), and --fix puts the view back on the registered version.
-        codes = {line.split(":")[1].strip() for line in validation.stdout.splitlines() if line.startswith("error")}
+        codes = {line.split(":")[1].strip() for line in validation.stdout.splitlines()
+                 if line.startswith("error")}
         assert validation.returncode == 1 and codes <= {"view-link-retargeted", "view-file-modified"}
         assert main_py(roots["killed"], "validate-registry", "--fix", "--yes").returncode == 0
         validation = main_py(roots["killed"], "validate-registry")
@@ -232,5 +247,6 @@ def test_sigkill_during_a_checkpoint_then_resume_matches_a_straight_run(tmp_path
     expected = get_model(Workspace.open(roots["straight"]), "ft")[1]
     final = get_model(ws, "ft")[1]
     assert final.tensors == expected.tensors and final.parents == [entry.manifest]
-    assert final.training.optimizer["optimizer.safetensors"] == expected.training.optimizer["optimizer.safetensors"]
+    assert final.training.optimizer["optimizer.safetensors"] == \
+        expected.training.optimizer["optimizer.safetensors"]
     assert final.training.metrics == expected.training.metrics

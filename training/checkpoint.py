@@ -61,8 +61,9 @@ class TrainerState(Record):
                    tokens=state.tokens, elapsed_s=state.elapsed_s, data_digest=data_digest)
 
     def loop_state(self) -> LoopState:
-        return LoopState(step=self.step, losses=list(self.losses), eval_losses=[tuple(e) for e in self.eval_losses],
-                         tokens=self.tokens, elapsed_s=self.elapsed_s)
+        return LoopState(step=self.step, losses=list(self.losses),
+                         eval_losses=[tuple(e) for e in self.eval_losses], tokens=self.tokens,
+                         elapsed_s=self.elapsed_s)
 
 
 @dataclass

@@ -272,7 +272,8 @@ def create_custom_model(workspace: Workspace, name: str, config: RunConfig, *,
     stored = store_model(
         workspace, built.adapter, built.model, files=built.files, source="custom",
         model_id=name, origin=TrainingOrigin(run=name),
-        training=TrainingInfo(step=0, settings={"model": msgspec.to_builtins(built.shape), "seed": config.seed}),
+        training=TrainingInfo(step=0, settings={"model": msgspec.to_builtins(built.shape),
+                                                "seed": config.seed}),
     )
     entry = register(workspace, name, stored.digest, stored.manifest, on_conflict=on_conflict)
     return entry, stored

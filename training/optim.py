@@ -104,7 +104,8 @@ class Optimizer:
         """Restore what ``state_tensors`` saved, for exactly the same trainable parameters."""
         if metadata.get("format") != STATE_FORMAT or metadata.get("optimizer") != "AdamW":
             raise ResumeError(f"the checkpoint's optimizer state has format {metadata.get('format')!r} "
-                              f"({metadata.get('optimizer')}); this version reads AdamW format {STATE_FORMAT}")
+                              f"({metadata.get('optimizer')}); this version reads AdamW format "
+                              f"{STATE_FORMAT}")
         saved_names = json.loads(metadata["params"])
         if saved_names != self.group_names:
             saved = {n for names in saved_names for n in names}

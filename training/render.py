@@ -41,13 +41,15 @@ def train_summary(result: TrainResult) -> str:
     origin = f"fine-tuned from {result.base}" if result.base else f"{entry.source}, trained from scratch"
     held = f", held-out loss {state.eval_loss:.4f}" if state.eval_loss is not None else ""
     loss = f", loss {state.loss:.4f}" if state.loss is not None else ""
-    lines = [f"registered {entry.model_name} [{entry.manifest[:12]}] ({origin}): step {state.step}{loss}{held}"]
+    lines = [f"registered {entry.model_name} [{entry.manifest[:12]}] ({origin}): "
+             f"step {state.step}{loss}{held}"]
     if not result.checkpoints:
         lines.append("nothing to train: the run is at max_steps already")
         return "\n".join(lines)
     steps = state.step - result.start_step
     resumed = f", resumed at step {result.start_step}" if result.start_step else ""
-    lines.append(f"{steps} steps, {state.tokens:,} tokens in total{resumed}, {state.elapsed_s:.1f} s of training")
+    lines.append(f"{steps} steps, {state.tokens:,} tokens in total{resumed}, "
+                 f"{state.elapsed_s:.1f} s of training")
     refs = ", ".join(f"{entry.model_name}@step-{c.step}" for c in result.checkpoints)
     lines.append(f"{len(result.checkpoints)} checkpoints: {refs} (load one as {entry.model_name}@step-N; "
                  f"`python main.py register {entry.model_name}@step-N` keeps it)")
@@ -55,7 +57,7 @@ def train_summary(result: TrainResult) -> str:
     skipped = sum(c.stats.skipped for c in result.checkpoints)
     skipped_bytes = sum(c.stats.skipped_bytes for c in result.checkpoints)
     state_bytes = sum(c.state_bytes for c in result.checkpoints)
-    lines.append(f"stored {human_bytes(written)} of tensors and {human_bytes(state_bytes)} of optimizer state; "
-                 f"{skipped} frozen tensors ({human_bytes(skipped_bytes)}) reused without being read")
+    lines.append(f"stored {human_bytes(written)} of tensors and {human_bytes(state_bytes)} of optimizer "
+                 f"state; {skipped} frozen tensors ({human_bytes(skipped_bytes)}) reused without being read")
     lines.append(f'use it: python main.py generate {entry.model_name} --prompt "..."')
     return "\n".join(lines)

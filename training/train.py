@@ -95,72 +95,81 @@ def next_token_loss(adapter: Adapter):
 
 def train(workspace: Workspace, config: RunConfig | str | Path, *, resume: bool = False,
           reporter: Reporter | None = None) -> TrainResult:
-    where, config = (("<config>", config) if isinstance(config, RunConfig)
-                     else (str(config), load_config(config)))
+    """Run ``config`` (a RunConfig, or the path of its TOML file) and return what it registered."""
+    if isinstance(config, RunConfig):
+        where = "<config>"
+    else:
+        where, config = str(config), load_config(config)
     reporter = reporter or NullReporter()
-    observer = reporter if isinstance(reporter, LoopObserver) else LoopObserver()
-    if not config.output_name:
+    name = config.output_name
+    if not name:
         raise ConfigError(where, "key 'output_name' is missing: train registers its result under that name",
                           'add e.g. output_name = "my-model"')
     device = resolve_device(config.device)
-    registered = workspace.read_registry().models.get(config.output_name)
-    point: ResumePoint | None = None
+    registered = workspace.read_registry().models.get(name)
+    point = None
     if resume:
-        if registered is None:
-            raise ResumeError(f"no model named {config.output_name!r} is registered, so there is no run to resume",
-                              "run without --resume to start it")
-        manifest = workspace.manifest(registered.manifest)
-        point = resume_point(workspace, config.output_name, registered.manifest, manifest)
-        _check_same_run(config, manifest, where)
+        point = _resume_point(workspace, config, registered, where)
         if point.state.step >= config.max_steps:
-            reporter.status("train", f"{config.output_name} is already at step {point.state.step} of max_steps "
+            reporter.status("train", f"{name} is already at step {point.state.step} of max_steps "
                             f"{config.max_steps}: nothing to do (raise max_steps to train further)")
-            return TrainResult(name=config.output_name, entry=registered, state=point.state,
-                               start_step=point.state.step, checkpoints=[], base=registered.fine_tuned_from,
-                               trainable_bytes=0, frozen_bytes=0)
+            return TrainResult(name=name, entry=registered, state=point.state, start_step=point.state.step,
+                               checkpoints=[], base=registered.fine_tuned_from, trainable_bytes=0,
+                               frozen_bytes=0)
         start = _start_from(workspace, point, registered, config, device)
+    elif registered is not None:
+        raise ModelExistsError(name, f"output_name {name!r} is already registered",
+                               "pass --resume to continue its training, or choose another output_name")
+    elif config.model_name:
+        start = _fine_tune_start(workspace, config, device)
     else:
-        if registered is not None:
-            raise ModelExistsError(config.output_name, f"output_name {config.output_name!r} is already registered",
-                                   "pass --resume to continue its training, or choose another output_name")
-        start = _fine_tune_start(workspace, config, device) if config.model_name else _scratch_start(
-            workspace, config, device)
-    adapter, model = start.adapter, start.model
+        start = _scratch_start(workspace, config, device)
+    model = start.model
     reporter.status("model", f"{start.label} ({type(model).__name__}, {_params(model):,} parameters, "
-                    f"{next(model.parameters()).dtype} on {device})")
+                    f"{_dtype(next(model.parameters()))} on {device})")
 
-    trainable, skip = _freeze(adapter, model, config, where, start.label)
-    trainable_bytes = sum(p.numel() * p.element_size() for p in trainable.values())
-    total_bytes = sum(t.numel() * t.element_size() for t in adapter.memory_state(model).values())
-    reporter.status("freeze", f"{len(skip)} tensors frozen ({human_bytes(total_bytes - trainable_bytes)}, "
-                    f"{(total_bytes - trainable_bytes) / total_bytes:.0%} of the weights), {len(trainable)} trained "
-                    f"({human_bytes(trainable_bytes)})")
-
-    data = _data(config, start, adapter, where)
-    reporter.status("data", f"{data.files} file(s), {data.tokens:,} tokens: {data.train.numel():,} to train on, "
-                    f"{data.held_out.numel():,} held out")
+    trainable, skip = _freeze(start, config, where)
+    trained_bytes = sum(p.numel() * p.element_size() for p in trainable.values())
+    total_bytes = sum(t.numel() * t.element_size() for t in start.adapter.memory_state(model).values())
+    frozen_bytes = total_bytes - trained_bytes
+    reporter.status("freeze", f"{len(skip)} tensors frozen ({human_bytes(frozen_bytes)}, "
+                    f"{frozen_bytes / total_bytes:.0%} of the weights), {len(trainable)} trained "
+                    f"({human_bytes(trained_bytes)})")
+    data = _data(config, start, where)
+    reporter.status("data", f"{data.files} file(s), {data.tokens:,} tokens: {data.train.numel():,} to train "
+                    f"on, {data.held_out.numel():,} held out")
+    if point is not None and point.data_digest != data.digest:
+        raise ResumeError(f"the training data ({config.data}) is not what the run started with: its tokens "
+                          "differ", "restore the data, or start a new run under another output_name")
     held_out = eval_batches(data, batch_size=config.batch_size, seq_len=config.seq_len,
                             max_batches=config.eval_batches)
     if config.eval_fraction and not held_out:
         reporter.warning(f"the held-out split is shorter than one window of seq_len {config.seq_len} + 1 "
                          "tokens: no eval loss will be reported")
-    if point is not None and point.data_digest != data.digest:
-        raise ResumeError(f"the training data ({config.data}) is not what the run started with: its tokens "
-                          "differ", "restore the data, or start a new run under another output_name")
 
-    optimizer = Optimizer(trainable, lr=config.lr, weight_decay=config.weight_decay, grad_clip=config.grad_clip)
+    optimizer = Optimizer(trainable, lr=config.lr, weight_decay=config.weight_decay,
+                          grad_clip=config.grad_clip)
     if optimizer.masters:
-        reporter.status("precision", f"{str(next(iter(trainable.values())).dtype).removeprefix('torch.')} weights, float32 master "
+        reporter.status("precision", f"{_dtype(next(iter(trainable.values())))} weights, float32 master "
                         "copies of the trained ones for the optimizer")
     checkpointer = Checkpointer(
-        workspace=workspace, adapter=adapter, model=model, optimizer=optimizer, run=config.output_name,
+        workspace=workspace, adapter=start.adapter, model=model, optimizer=optimizer, run=name,
         source=start.source, settings=_settings(config, data, start, device, len(trainable)), skip=skip,
         data_digest=data.digest, max_steps=config.max_steps, parent=start.parent,
         committed=point.digest if point else None, first_files=start.first_files,
         fine_tuned_from=start.base, license=start.license)
+    state, start_step = _run(config, start, data, held_out, optimizer, checkpointer, point, device, reporter)
+    return TrainResult(name=name, entry=checkpointer.saved[-1].entry, state=state, start_step=start_step,
+                       checkpoints=checkpointer.saved, base=start.base, trainable_bytes=trained_bytes,
+                       frozen_bytes=frozen_bytes)
 
+
+def _run(config: RunConfig, start: _Start, data: TokenData, held_out: list, optimizer: Optimizer,
+         checkpointer: Checkpointer, point: ResumePoint | None, device: torch.device,
+         reporter: Reporter) -> tuple[LoopState, int]:
+    """The loop, with the RNG seeded (or restored) inside a fork that gives the caller's back."""
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):  # the caller's RNG state is given back afterwards
+    with torch.random.fork_rng(devices=cuda):
         if point is not None:
             state = restore(point, optimizer)
             reporter.status("resume", f"from {config.output_name}@step-{state.step} [{point.digest[:12]}]")
@@ -178,22 +187,33 @@ def train(workspace: Workspace, config: RunConfig | str | Path, *, resume: bool 
             step = checkpointer.saved[-1].step if checkpointer.saved else start_step if point else None
             return None if step is None else f"{config.output_name}@step-{step}"
 
+        def batch_at(step: int):
+            return train_batch(data, step=step, seed=config.seed, batch_size=config.batch_size,
+                               seq_len=config.seq_len)
+
         try:
-            run_loop(model, loss_fn=next_token_loss(adapter),
-                     batch_at=lambda step: train_batch(data, step=step, seed=config.seed,
-                                                       batch_size=config.batch_size, seq_len=config.seq_len),
+            run_loop(start.model, loss_fn=next_token_loss(start.adapter), batch_at=batch_at,
                      held_out=held_out, optimizer=optimizer,
                      lr_at=lambda step: lr_at(step, config.lr, config.warmup_steps),
                      schedule=Schedule(config.max_steps, config.save_every, config.eval_every),
-                     state=state, device=device, save=save, observer=observer)
+                     state=state, device=device, save=save,
+                     observer=reporter if isinstance(reporter, LoopObserver) else None)
         except KeyboardInterrupt:
             raise TrainingInterrupted(state.step, committed()) from None
         except Diverged as e:
             raise TrainingDivergedError(e.step, e.value, committed()) from None
-    entry = checkpointer.saved[-1].entry
-    return TrainResult(name=config.output_name, entry=entry, state=state, start_step=start_step,
-                       checkpoints=checkpointer.saved, base=start.base, trainable_bytes=trainable_bytes,
-                       frozen_bytes=total_bytes - trainable_bytes)
+    return state, start_step
+
+
+def _resume_point(workspace: Workspace, config: RunConfig, registered: RegistryEntry | None,
+                  where: str) -> ResumePoint:
+    if registered is None:
+        raise ResumeError(f"no model named {config.output_name!r} is registered, so there is no run to "
+                          "resume", "run without --resume to start it")
+    manifest = workspace.manifest(registered.manifest)
+    point = resume_point(workspace, config.output_name, registered.manifest, manifest)
+    _check_same_run(config, manifest, where)
+    return point
 
 
 # --- where a run starts ------------------------------------------------------------------------
@@ -219,7 +239,7 @@ def _fine_tune_start(workspace: Workspace, config: RunConfig, device: torch.devi
                    source="finetuned", parent=(digest, manifest), base=base, base_digest=digest,
                    license=manifest.license)
     specs = loaded.adapter.tensor_layout(loaded.model).specs
-    if any(manifest.tensors[name].dtype != spec[0] for name, spec in specs.items() if name in manifest.tensors):
+    if any(manifest.tensors[n].dtype != spec[0] for n, spec in specs.items() if n in manifest.tensors):
         # Converted on load (dtype set): the new dtype's config goes with it, and no tensor can
         # be shared with the base, whose blobs hold the old dtype.
         start.first_files = {**manifest.files, **loaded.adapter.config_files(loaded.model)}
@@ -228,23 +248,25 @@ def _fine_tune_start(workspace: Workspace, config: RunConfig, device: torch.devi
 
 def _start_from(workspace: Workspace, point: ResumePoint, entry: RegistryEntry, config: RunConfig,
                 device: torch.device) -> _Start:
-    loaded = load_version(workspace, point.manifest, f"{entry.model_name}@step-{point.state.step}",
+    """The registered checkpoint, as stored (its dtype is the run's)."""
+    manifest = point.manifest
+    loaded = load_version(workspace, manifest, f"{entry.model_name}@step-{point.state.step}",
                           device=str(device), dtype="auto", tokenizer=config.tokenizer)
+    settings = manifest.training.settings if manifest.training else {}
     return _Start(label=loaded.name, adapter=loaded.adapter, model=loaded.model, tokenizer=loaded.tokenizer,
-                  source=point.manifest.source, parent=(point.digest, point.manifest),
-                  base=entry.fine_tuned_from, license=point.manifest.license,
-                  base_digest=(point.manifest.training.settings.get("base") if point.manifest.training else None))
+                  source=manifest.source, parent=(point.digest, manifest), base=entry.fine_tuned_from,
+                  base_digest=settings.get("base"), license=manifest.license)
 
 
 # --- setup steps -------------------------------------------------------------------------------
 
 
-def _freeze(adapter: Adapter, model: nn.Module, config: RunConfig, where: str,
-            label: str) -> tuple[dict[str, nn.Parameter], frozenset[str]]:
+def _freeze(start: _Start, config: RunConfig, where: str) -> tuple[dict[str, nn.Parameter], frozenset[str]]:
     """The trained parameters (name -> parameter), and every other state entry (skipped on save)."""
+    adapter, model = start.adapter, start.model
     for i, pattern in enumerate(config.freeze):
         if not adapter.params_matching(model, [pattern]):
-            raise ConfigError(where, f"key 'freeze[{i}]': {pattern!r} matches no tensor of {label}",
+            raise ConfigError(where, f"key 'freeze[{i}]': {pattern!r} matches no tensor of {start.label}",
                               "tensor names are those model-info and the view's weights/ folder show")
     frozen = adapter.params_matching(model, config.freeze)
     trainable = {name: p for name, p in model.named_parameters() if name not in frozen}
@@ -256,8 +278,8 @@ def _freeze(adapter: Adapter, model: nn.Module, config: RunConfig, where: str,
     return trainable, frozenset(adapter.memory_state(model).keys() - trainable.keys())
 
 
-def _data(config: RunConfig, start: _Start, adapter: Adapter, where: str) -> TokenData:
-    limit = adapter.context_length(start.model)
+def _data(config: RunConfig, start: _Start, where: str) -> TokenData:
+    limit = start.adapter.context_length(start.model)
     if limit and config.seq_len > limit:
         raise ConfigError(where, f"key 'seq_len': {config.seq_len} is longer than {start.label}'s context "
                           f"length ({limit})", "lower seq_len")
@@ -273,9 +295,9 @@ def _settings(config: RunConfig, data: TokenData, start: _Start, device: torch.d
     run.pop("generate", None)
     if not config.uses_custom_model:
         run.pop("model", None)  # the [model] table only shapes a model trained from scratch
-    return {"config": run, "base": start.base_digest, "data_digest": data.digest, "data_tokens": data.tokens,
-            "trainable_tensors": trainable, "device": str(device), "torch": str(torch.__version__),
-            "transformers": transformers.__version__}
+    return {"config": run, "base": start.base_digest, "data_digest": data.digest,
+            "data_tokens": data.tokens, "trainable_tensors": trainable, "device": str(device),
+            "torch": str(torch.__version__), "transformers": transformers.__version__}
 
 
 def _check_same_run(config: RunConfig, manifest: Manifest, where: str) -> None:
@@ -291,3 +313,7 @@ def _check_same_run(config: RunConfig, manifest: Manifest, where: str) -> None:
 
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

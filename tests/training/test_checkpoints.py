@@ -60,7 +60,8 @@ def test_a_reference_loads_that_checkpoints_weights_and_generates(workspace, run
     ("ft@step-3", CheckpointNotFoundError,
      "no checkpoint 'ft@step-3': the run that produced 'ft' stored no checkpoint at step 3; "
      "its run has checkpoints at step 2, 4, 6"),
-    ("ft@latest", CheckpointNotFoundError, "no checkpoint 'ft@latest': a checkpoint reference reads NAME@step-N"),
+    ("ft@latest", CheckpointNotFoundError,
+     "no checkpoint 'ft@latest': a checkpoint reference reads NAME@step-N"),
     ("base@step-0", CheckpointNotFoundError, "no checkpoint 'base@step-0': model 'base' was not produced by "
      "`train`, so it has no checkpoints"),
     ("ghost@step-2", ModelNotFoundError, "no model named 'ghost' is registered"),

@@ -61,7 +61,8 @@ def test_eval_batches_are_the_held_out_splits_first_windows(tokenizer):
     batches = eval_batches(data, batch_size=4, seq_len=16, max_batches=3)
     assert len(batches) == 3 and all(x.shape == (4, 16) for x, _ in batches)
     assert batches[0][0][0].tolist() == data.held_out[:16].tolist()
-    assert eval_batches(data, batch_size=4, seq_len=16, max_batches=3)[2][1].tolist() == batches[2][1].tolist()
+    again = eval_batches(data, batch_size=4, seq_len=16, max_batches=3)
+    assert again[2][1].tolist() == batches[2][1].tolist()
 
 
 @pytest.mark.parametrize("setup, message", [

@@ -32,14 +32,14 @@ def chain(workspace, tiny_model):
 def test_the_chain_oldest_first_with_timestamps_and_checkpoints(workspace, chain):
     base, runs = chain
     text = lineage_text("ft3", lineage(workspace, "ft3"), children_of(workspace, "ft3"))
-    created = {name: r.entry.metadata["fine_tuned_at"] for name, r in runs.items()}
+    line = {name: f"{name} [{r.entry.manifest[:12]}] finetuned step 4, {r.entry.metadata['fine_tuned_at']}; "
+                  "checkpoints at step 2" for name, r in runs.items()}
     assert text.splitlines() == [
         "lineage of ft3 (oldest first):",
         f"  base [{base.manifest_digest[:12]}] local, {base.manifest.created_at}",
-        f"  -> ft1 [{runs['ft1'].entry.manifest[:12]}] finetuned step 4, {created['ft1']}; checkpoints at step 2",
-        f"     -> ft2 [{runs['ft2'].entry.manifest[:12]}] finetuned step 4, {created['ft2']}; checkpoints at step 2",
-        f"        -> ft3 [{runs['ft3'].entry.manifest[:12]}] finetuned step 4, {created['ft3']}; "
-        "checkpoints at step 2",
+        f"  -> {line['ft1']}",
+        f"     -> {line['ft2']}",
+        f"        -> {line['ft3']}",
         "fine-tuned from it: none",
     ]
     assert children_of(workspace, "base") == ["ft1", "ft2", "ft3"]
@@ -55,11 +55,13 @@ def test_a_deleted_parent_is_flagged_and_its_manifest_stays_readable(workspace, 
     collect_garbage(workspace)  # ft1's own weights go; its manifests stay (lineage)
     text = lineage_text("ft3", lineage(workspace, "ft3"), children_of(workspace, "ft3"))
     lines = text.splitlines()
-    assert lines[2] == (f"  -> ft1@step-4 (not in the registry) [{runs['ft1'].entry.manifest[:12]}] finetuned "
-                        f"step 4, {runs['ft1'].entry.metadata['fine_tuned_at']}; checkpoints at step 2")
+    ft1 = runs["ft1"].entry
+    assert lines[2] == (f"  -> ft1@step-4 (not in the registry) [{ft1.manifest[:12]}] finetuned "
+                        f"step 4, {ft1.metadata['fine_tuned_at']}; checkpoints at step 2")
     assert lines[-2] == "1 ancestor(s) are not in the registry any more; their manifests stay readable"
     info = model_info(workspace, "ft2")
-    assert info.parent_missing and "fine_tuned_from    ft1 (not in the registry any more)" in model_info_text(info)
+    assert info.parent_missing
+    assert "fine_tuned_from    ft1 (not in the registry any more)" in model_info_text(info)
     assert not model_info(workspace, "ft3").parent_missing
     assert children_of(workspace, "base") == ["ft2", "ft3"]  # found through the manifests
     assert load_model(workspace, "ft3", device="cpu").model is not None  # its frozen blobs are still there

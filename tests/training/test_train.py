@@ -7,7 +7,8 @@ import torch
 
 from registry.catalog import get_model
 from registry.checkpoints import run_checkpoints
-from store.errors import ConfigError, ModelExistsError, ResumeError
+from store.errors import (ConfigError, ModelExistsError, ResumeError, TrainingDivergedError,
+                          TrainingInterrupted)
 from store.manifest import TrainingOrigin
 from store.objects import ObjectStore
 from tests.training.runs import FREEZE_75, SCRATCH_MODEL, import_base, run_config
@@ -16,7 +17,7 @@ from training.data import eval_batches, load_tokens
 from training.loop import evaluate
 from training.models import load_model, load_version
 from training.optim import read_safetensors
-from training.train import next_token_loss, train
+from training.train import TrainReporter, next_token_loss, train
 
 
 @pytest.fixture
@@ -119,7 +120,8 @@ def test_bfloat16_base_trains_float32_masters_and_stays_bfloat16(workspace, tiny
     assert {t.dtype for t in manifest.tensors.values()} == {"BF16"}
     for name in frozen_names(base.manifest):
         assert manifest.tensors[name] == base.manifest.tensors[name]
-    tensors, _ = read_safetensors(workspace.objects.read_bytes(manifest.training.optimizer[OPTIMIZER_FILE].digest))
+    state = manifest.training.optimizer[OPTIMIZER_FILE]
+    tensors, _ = read_safetensors(workspace.objects.read_bytes(state.digest))
     model = load_model(workspace, "ft", device="cpu").model
     masters = {k.removeprefix("master/"): t for k, t in tensors.items() if k.startswith("master/")}
     assert masters and all(t.dtype == torch.float32 for t in masters.values())
@@ -155,7 +157,8 @@ def test_fine_tune_from_a_checkpoint_reference(workspace, base):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"freeze": ["model.layers.9.*"]}, "<config>: key 'freeze[0]': 'model.layers.9.*' matches no tensor of base"),
+    ({"freeze": ["model.layers.9.*"]},
+     "<config>: key 'freeze[0]': 'model.layers.9.*' matches no tensor of base"),
     ({"freeze": ["*"]}, "<config>: key 'freeze': every parameter is frozen, so there is nothing to train"),
     ({"output_name": ""}, "<config>: key 'output_name' is missing"),
     ({"seq_len": 4096}, "<config>: key 'seq_len': 4096 is longer than base's context length (1024)"),
@@ -180,7 +183,7 @@ def test_a_taken_output_name_is_refused_without_resume(workspace, base):
         train(workspace, run_config(model_name="base", output_name="base"))
     with pytest.raises(ResumeError, match="'base' was not saved by `train` with its optimizer state"):
         train(workspace, run_config(model_name="base", output_name="base"), resume=True)
-    with pytest.raises(ResumeError, match="no model named 'nope' is registered, so there is no run to resume"):
+    with pytest.raises(ResumeError, match="no model named 'nope' is registered, so there is no run to"):
         train(workspace, run_config(model_name="base", output_name="nope"), resume=True)
 
 
@@ -198,3 +201,63 @@ def test_a_checkpoint_loads_without_a_view_or_name(workspace, base):
     reference = load_model(workspace, "ft@step-2", device="cpu")
     for name, param in loaded.model.named_parameters():
         assert torch.equal(param, reference.model.get_parameter(name))
+
+
+class StopAt(TrainReporter):
+    """Interrupts the run after a given step, as Ctrl-C would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, state, max_steps, tokens_per_s) -> None:
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_says_which_checkpoint_is_registered(workspace, base):
+    with pytest.raises(TrainingInterrupted) as info:
+        train(workspace, run_config(model_name="base", freeze=FREEZE_75, max_steps=8), reporter=StopAt(3))
+    assert str(info.value) == ("training interrupted at step 3; the last checkpoint is registered "
+                               "(ft@step-2); `train --resume` continues from it")
+    assert info.value.exit_code == 130
+    assert get_model(workspace, "ft")[1].training.step == 2
+    with pytest.raises(TrainingInterrupted, match="no checkpoint had been saved yet; nothing was registered"):
+        train(workspace, run_config(model_name="base", freeze=FREEZE_75, output_name="other"),
+              reporter=StopAt(1))
+    assert "other" not in workspace.read_registry().models
+
+
+def test_a_diverged_loss_stops_the_run_and_keeps_the_last_checkpoint(workspace, base, monkeypatch):
+    import training.train as train_module
+
+    real = train_module.next_token_loss
+
+    def poisoned(adapter):
+        loss, calls = real(adapter), []
+
+        def after_three_steps(model, inputs, targets):
+            calls.append(torch.is_grad_enabled())  # a training step, not an evaluation
+            value = loss(model, inputs, targets)
+            return value * float("nan") if sum(calls) == 3 else value
+
+        return after_three_steps
+
+    monkeypatch.setattr(train_module, "next_token_loss", poisoned)
+    with pytest.raises(TrainingDivergedError) as info:
+        train(workspace, run_config(model_name="base", freeze=FREEZE_75, max_steps=8, eval_batches=1))
+    assert str(info.value).startswith("training diverged: the loss of step 3 is nan; the last good "
+                                      "checkpoint stays registered (ft@step-2); lower lr")
+    assert get_model(workspace, "ft")[1].training.step == 2
+
+
+def test_the_name_is_only_moved_from_the_runs_own_checkpoint(workspace, base):
+    from registry.catalog import register
+
+    class Hijack(TrainReporter):
+        def on_checkpoint(self, saved) -> None:  # someone re-registers the name mid-run
+            if saved.step == 2:
+                register(workspace, "ft", base.manifest_digest, base.manifest, on_conflict="overwrite")
+
+    with pytest.raises(ModelExistsError, match="'ft' was registered by someone else while this run trained"):
+        train(workspace, run_config(model_name="base", freeze=FREEZE_75, max_steps=4), reporter=Hijack())
+    assert get_model(workspace, "ft")[0].manifest == base.manifest_digest  # theirs, untouched
