@@ -124,7 +124,7 @@ class Checkpointer:
         finished = state.step >= self.max_steps
         stamp = "fine_tuned_at" if self.source == "finetuned" else "trained_at"
         metadata = {stamp: stored.manifest.created_at, "training_step": state.step,
-                    "training_status": "finished" if finished else "running"}
+                    "training_status": "finished" if finished else "incomplete"}
         entry = register(self.workspace, self.run, stored.digest, stored.manifest,
                          fine_tuned_from=self.fine_tuned_from, metadata=metadata, on_conflict=self._own_only)
         self.parent = (stored.digest, stored.manifest)

@@ -220,7 +220,8 @@ def test_ctrl_c_says_which_checkpoint_is_registered(workspace, base):
     assert str(info.value) == ("training interrupted at step 3; the last checkpoint is registered "
                                "(ft@step-2); `train --resume` continues from it")
     assert info.value.exit_code == 130
-    assert get_model(workspace, "ft")[1].training.step == 2
+    entry, manifest = get_model(workspace, "ft")
+    assert manifest.training.step == 2 and entry.metadata["training_status"] == "incomplete"
     with pytest.raises(TrainingInterrupted, match="no checkpoint had been saved yet; nothing was registered"):
         train(workspace, run_config(model_name="base", freeze=FREEZE_75, output_name="other"),
               reporter=StopAt(1))
