@@ -286,7 +286,10 @@ def _train_reporter():
 
         def _say(self, component: str, message: str) -> None:
             line = f"  {component:<10} {message}"
-            self.bar.write(line, file=sys.stderr) if self.bar is not None else click.echo(line, err=True)
+            if self.bar is not None:
+                self.bar.write(line, file=sys.stderr)  # above the bar, which is redrawn below it
+            else:
+                click.echo(line, err=True)
 
         def on_step(self, state, max_steps, tokens_per_s) -> None:
             if self.tty:

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from registry.importer import ImportResult
 from registry.checkpoints import Checkpoint
+from registry.importer import ImportResult
 from registry.info import ModelInfo
 from registry.lineage import LineageNode
 from registry.registry_file import RegistryEntry
