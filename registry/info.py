@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from registry.catalog import get_model
+from registry.checkpoints import Checkpoint, is_ref, run_checkpoints
 from registry.lineage import LineageNode, children_of, lineage
 from registry.registry_file import RegistryEntry
 from registry.views import model_file_size
@@ -24,6 +25,8 @@ class ModelInfo:
     origin: str
     lineage: list[LineageNode] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # of the training run that produced it
+    parent_missing: bool = False  # fine_tuned_from names a model that is not registered any more
 
     def to_builtins(self) -> dict:
         return {
@@ -40,6 +43,8 @@ class ModelInfo:
             "origin": self.origin,
             "lineage": [node.__dict__ for node in self.lineage],
             "children": self.children,
+            "checkpoints": [{**c.__dict__, "available": c.available} for c in self.checkpoints],
+            "parent_missing": self.parent_missing,
         }
 
 
@@ -58,7 +63,8 @@ def model_info(workspace: Workspace, name: str) -> ModelInfo:
     entry, manifest = get_model(workspace, name)
     sizes = manifest.expected_sizes()
     others: set[str] = set()
-    for other in workspace.read_registry().models.values():
+    registered = workspace.read_registry().models
+    for other in registered.values():
         if other.model_name != name:
             try:
                 others |= workspace.manifest(other.manifest).object_digests()
@@ -75,4 +81,7 @@ def model_info(workspace: Workspace, name: str) -> ModelInfo:
         origin=describe_origin(manifest),
         lineage=lineage(workspace, name),
         children=children_of(workspace, name),
+        checkpoints=run_checkpoints(workspace, entry.manifest, manifest),
+        parent_missing=bool(entry.fine_tuned_from) and not is_ref(entry.fine_tuned_from)
+        and entry.fine_tuned_from not in registered,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from registry.checkpoints import Checkpoint
 from registry.importer import ImportResult
 from registry.info import ModelInfo
 from registry.lineage import LineageNode
@@ -40,18 +41,62 @@ def short(digest: str) -> str:
     return digest[:12]
 
 
+def lineage_groups(nodes: list[LineageNode]) -> list[tuple[LineageNode, list[LineageNode]]]:
+    """Oldest first: each version shown, with the unregistered checkpoints of its own training
+    run that led to it folded in (a run of 10 checkpoints is one line, not ten)."""
+    oldest_first = list(reversed(nodes))
+    groups, pending = [], []
+    for i, node in enumerate(oldest_first):
+        after = oldest_first[i + 1] if i + 1 < len(oldest_first) else None
+        if (after is not None and not node.registered and not node.problem and node.step is not None
+                and after.step is not None and after.model_id == node.model_id):
+            pending.append(node)
+            continue
+        groups.append((node, pending))
+        pending = []
+    return groups
+
+
+def is_missing(node: LineageNode) -> bool:
+    """A version shown on its own line that no name points at (its manifest is still read)."""
+    return not node.registered and not node.problem
+
+
 def lineage_lines(nodes: list[LineageNode]) -> list[str]:
     """Oldest ancestor first, down to the model itself: base -> fine-tune -> ... -> current."""
     lines = []
-    for depth, node in enumerate(reversed(nodes)):
-        label = ", ".join(node.names) if node.names else "(not in the registry)"
+    for depth, (node, checkpoints) in enumerate(lineage_groups(nodes)):
+        if node.names:
+            label = ", ".join(node.names)
+        elif node.step is not None and node.model_id:
+            label = f"{node.model_id}@step-{node.step} (not in the registry)"
+        else:
+            label = f"{node.model_id} (not in the registry)" if node.model_id else "(not in the registry)"
         if node.problem:
             detail = f"manifest unreadable: {node.problem}"
         else:
             step = f" step {node.step}" if node.step is not None else ""
             detail = f"{node.source}{step}, {node.created_at}"
+        if checkpoints:
+            detail += "; checkpoints at step " + ", ".join(str(c.step) for c in checkpoints)
         arrow = "   " * (depth - 1) + "-> " if depth else ""
         lines.append(f"{arrow}{label} [{short(node.manifest)}] {detail}")
+    return lines
+
+
+def checkpoint_lines(name: str, checkpoints: list[Checkpoint], registered: str) -> list[str]:
+    """One line per checkpoint of the run that produced ``name``, oldest first."""
+    lines = []
+    for c in checkpoints:
+        metrics = "".join(f", {key.replace('_', ' ')} {c.metrics[key]:.4f}" for key in ("loss", "eval_loss")
+                          if key in c.metrics)
+        if c.digest == registered:
+            state = "this version"
+        elif c.available:
+            state = "loadable" + (", resumable" if c.resumable else "")
+        else:
+            state = f"weights collected by gc ({c.missing} blobs gone); manifest kept"
+        lines.append(f"{name}@step-{c.step} [{short(c.digest)}] {c.created_at}{metrics}: {state}")
     return lines
 
 
@@ -68,7 +113,8 @@ def model_info_text(info: ModelInfo) -> str:
         ("file_size", f"{human_bytes(info.file_size)} ({info.file_size:,} bytes)"),
         ("on disk", f"{human_bytes(info.exclusive_bytes)} held by this model alone, "
                     f"{human_bytes(info.shared_bytes)} shared with other models"),
-        ("fine_tuned_from", entry.fine_tuned_from or "-"),
+        ("fine_tuned_from", (entry.fine_tuned_from or "-") + (" (not in the registry any more)"
+                                                               if info.parent_missing else "")),
         ("local_path", entry.local_path),
         ("manifest", entry.manifest),
         ("tensors", f"{len(manifest.tensors)} ({', '.join(info.dtypes)})"),
@@ -83,6 +129,10 @@ def model_info_text(info: ModelInfo) -> str:
     text = [f"{k.ljust(width)}  {v}" for k, v in rows]
     text.append("lineage:")
     text.extend("  " + line for line in lineage_lines(info.lineage))
+    if info.checkpoints:
+        text.append(f"checkpoints ({len(info.checkpoints)}, training run {info.checkpoints[-1].run}):")
+        lines = checkpoint_lines(entry.model_name, info.checkpoints, entry.manifest)
+        text.extend("  " + line for line in lines)
     if info.children:
         text.append("fine-tuned into: " + ", ".join(info.children))
     return "\n".join(text)
@@ -139,7 +189,7 @@ def usage_text(usage: StoreUsage) -> str:
 def lineage_text(name: str, nodes: list[LineageNode], children: list[str]) -> str:
     text = [f"lineage of {name} (oldest first):"]
     text.extend("  " + line for line in lineage_lines(nodes))
-    missing = [n for n in nodes[1:] if not n.registered and n.step is None]
+    missing = [node for node, _ in lineage_groups(nodes)[:-1] if is_missing(node)]
     if missing:
         text.append(f"{len(missing)} ancestor(s) are not in the registry any more; "
                     "their manifests stay readable")

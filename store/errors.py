@@ -393,3 +393,62 @@ class ModelCheckError(ModelStoreError, ValueError):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message, hint or "the weights are probably damaged; "
                          "run `python main.py validate-registry`")
+
+
+# --- training and checkpoints -------------------------------------------------------------
+
+
+class CheckpointNotFoundError(ModelStoreError, LookupError):
+    """``NAME@step-N`` names no checkpoint of the run that produced NAME."""
+
+    def __init__(self, ref: str, reason: str, steps: list[int] | None = None):
+        hint = (f"its run has checkpoints at step {', '.join(str(s) for s in steps)}" if steps
+                else "`python main.py model-info NAME` lists a model's checkpoints")
+        super().__init__(f"no checkpoint {ref!r}: {reason}", hint)
+        self.ref = ref
+
+
+class CheckpointGoneError(ModelStoreError, LookupError):
+    """The checkpoint's manifest is kept (lineage) but gc has collected some of its blobs."""
+
+    def __init__(self, ref: str, missing: int):
+        super().__init__(
+            f"checkpoint {ref!r} can no longer be loaded: gc removed {missing} of its blobs "
+            "(only its manifest is kept, for lineage)",
+            "pin the checkpoints you want to keep with `python main.py register NAME@step-N` "
+            "before running gc",
+        )
+        self.ref = ref
+        self.missing = missing
+
+
+class ResumeError(ModelStoreError, ValueError):
+    """``train --resume`` cannot continue the run as configured."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint or "run without --resume to start a new run under another output_name")
+
+
+class TrainingInterrupted(ModelStoreError):
+    """Ctrl-C during training: what was committed stays, the run can be resumed."""
+
+    exit_code = 130
+
+    def __init__(self, step: int, committed: str | None):
+        where = (f"the last checkpoint is registered ({committed}); `train --resume` continues from it"
+                 if committed else "no checkpoint had been saved yet; nothing was registered")
+        super().__init__(f"training interrupted at step {step}", where)
+        self.step = step
+        self.committed = committed
+
+
+class TrainingDivergedError(ModelStoreError, ArithmeticError):
+    """The loss became NaN or infinite: continuing would only store garbage."""
+
+    def __init__(self, step: int, value: float, committed: str | None):
+        kept = f"; the last good checkpoint stays registered ({committed})" if committed else ""
+        super().__init__(f"training diverged: the loss of step {step} is {value}{kept}",
+                         "lower lr (or raise warmup_steps, or set grad_clip) and start a new run")
+        self.step = step

@@ -90,8 +90,13 @@ class RunConfig(_Table):
     lr: PositiveFloat = 3e-4
     max_steps: PositiveInt = 1000
     save_every: Count = 200  # 0: only at the end
-    eval_every: Count = 100  # 0: never
+    eval_every: Count = 100  # 0: only at the end
     seed: Count = 0
+    warmup_steps: Count = 0  # linear warm-up of the learning rate over the first steps; then constant
+    weight_decay: Annotated[float, Meta(ge=0.0)] = 0.0  # AdamW's, on matrices only (not norms, biases)
+    grad_clip: Annotated[float, Meta(ge=0.0)] = 1.0  # max global gradient norm; 0: no clipping
+    eval_fraction: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.05  # held-out tail of the data; 0: no eval
+    eval_batches: PositiveInt = 8  # batches of the held-out split per evaluation (the same ones each time)
     freeze: list[str] = []
     output_name: str = ""
     device: str = "auto"

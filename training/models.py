@@ -27,6 +27,7 @@ from adapters.base import Adapter, SaveStats, Skip, place
 from adapters.blobs import files_folder
 from adapters.devices import resolve_device, resolve_dtype
 from registry.catalog import ConflictPolicy, get_model, register
+from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
@@ -58,7 +59,13 @@ class LoadedModel:
 
 def load_model(workspace: Workspace, name: str, *, device: str | None = "auto", dtype: str | None = "auto",
                tokenizer: str = "") -> LoadedModel:
-    """Load a registered model (straight from its manifest's blobs) and its tokenizer."""
+    """Load a registered model (straight from its manifest's blobs) and its tokenizer.
+
+    ``name`` may also be a checkpoint reference, ``NAME@step-N`` (registry/checkpoints.py).
+    """
+    if is_ref(name):
+        _, manifest, _ = resolve_checkpoint(workspace, name)
+        return load_version(workspace, manifest, name, device=device, dtype=dtype, tokenizer=tokenizer)
     entry, manifest = get_model(workspace, name)
     loaded = load_version(workspace, manifest, name, view=workspace.root / entry.local_path,
                           device=device, dtype=dtype, tokenizer=tokenizer)
@@ -226,10 +233,20 @@ def _numel(shape: list[int]) -> int:
     return n
 
 
-def create_custom_model(workspace: Workspace, name: str, config: RunConfig, *,
-                        on_conflict: ConflictPolicy = "cancel") -> tuple[RegistryEntry, StoredModel]:
-    """Build the custom Transformer of ``config`` (seeded random init) and register it as
-    ``name`` with source "custom": the starting point of training from scratch."""
+@dataclass
+class CustomModel:
+    """A fresh custom Transformer, not stored yet: the start of training from scratch."""
+
+    adapter: Adapter
+    model: nn.Module
+    files: dict[str, bytes | FileEntry]  # config.json and the tokenizer's files
+    tokenizer: object
+    shape: object  # its TransformerConfig
+
+
+def build_custom_model(workspace: Workspace, config: RunConfig) -> CustomModel:
+    """The custom Transformer of ``config``'s [model] table (seeded random init), with the
+    project tokenizer or the one ``tokenizer`` names, smoke-tested."""
     from adapters.custom import MODEL_TYPE, config_dict
 
     files = tokenizer_files(workspace, config.tokenizer, vocab_size=config.model.vocab_size)
@@ -243,10 +260,20 @@ def create_custom_model(workspace: Workspace, name: str, config: RunConfig, *,
     adapter = get_adapter(MODEL_TYPE)
     model = adapter.build(config_dict(shape), seed=config.seed, dtype=resolve_dtype(config.dtype))
     adapter.smoke_test(model)
+    return CustomModel(adapter=adapter, model=model, files={**adapter.config_files(model), **files},
+                       tokenizer=tok, shape=shape)
+
+
+def create_custom_model(workspace: Workspace, name: str, config: RunConfig, *,
+                        on_conflict: ConflictPolicy = "cancel") -> tuple[RegistryEntry, StoredModel]:
+    """Build the custom Transformer of ``config`` (seeded random init) and register it as
+    ``name`` with source "custom", untrained (step 0)."""
+    built = build_custom_model(workspace, config)
     stored = store_model(
-        workspace, adapter, model, files={**adapter.config_files(model), **files}, source="custom",
+        workspace, built.adapter, built.model, files=built.files, source="custom",
         model_id=name, origin=TrainingOrigin(run=name),
-        training=TrainingInfo(step=0, settings={"model": msgspec.to_builtins(shape), "seed": config.seed}),
+        training=TrainingInfo(step=0, settings={"model": msgspec.to_builtins(built.shape),
+                                                "seed": config.seed}),
     )
     entry = register(workspace, name, stored.digest, stored.manifest, on_conflict=on_conflict)
     return entry, stored
