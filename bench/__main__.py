@@ -16,6 +16,7 @@ BENCHMARKS = {
     "hub_import": "Hub import through the loopback server vs snapshot_download (issue 3)",
     "validate": "deep validation throughput vs sha256sum (issue 4)",
     "load": "loading from the store vs from_pretrained of the original folder (issue 5)",
+    "checkpoint": "saving a 75%-frozen fine-tune's checkpoint vs saving every tensor (issue 6)",
 }
 
 
