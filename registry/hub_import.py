@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adapters import check_supported
-from registry.catalog import ConflictPolicy, register, resolve_conflict
+from registry.catalog import ConflictPolicy, register
 from registry.hub_download import (
     DEFAULT_ENDPOINT,
     HubRepo,
@@ -49,6 +49,7 @@ from registry.importer import (
     ManifestParts,
     check_free_space,
     check_weight_file,
+    decide_conflict,
     ingest_file,
     ingest_weight_file,
     report_selection,
@@ -109,7 +110,10 @@ def import_from_hub(
     sel = select_files(list(snap.files), job.where)
     config = read_config(job.fetch_config(ask_token), job.where)
     model_type = check_supported(config.get("model_type"), f" in {job.where}/{CONFIG_FILE}")
-    on_conflict = _decide_conflict(workspace, name, on_conflict)
+    on_conflict = decide_conflict(
+        workspace, name, on_conflict,
+        lambda m: isinstance(m.origin, HubOrigin) and (m.origin.endpoint, m.origin.repo_id, m.origin.commit)
+        == (hub.endpoint, snap.repo_id, snap.commit))
     license_info = job.find_license(sel)
     how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
     reporter.status("license", f"{license_info.describe()}; {how}")
@@ -152,12 +156,6 @@ def import_from_hub(
         load_check=load_check, downloaded_bytes=job.downloaded_bytes, from_cache=job.from_cache,
         from_store=job.from_store,
     )
-
-
-def _decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy) -> ConflictPolicy:
-    """Ask an interactive policy now, before any download, and keep its answer."""
-    _, choice = resolve_conflict(workspace, name, policy)
-    return choice or policy
 
 
 class _HubImport:

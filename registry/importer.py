@@ -153,7 +153,7 @@ def import_folder(
         missing = sorted(set(weight_map) - set(seen)) or sorted(set(seen) - set(weight_map))
         raise SafetensorsError(source / sel.index, f"index and shards disagree about tensor {missing[0]!r}")
     report_selection(reporter, sel)
-    on_conflict = _decide_conflict(
+    on_conflict = decide_conflict(
         workspace, name, on_conflict,
         lambda m: isinstance(m.origin, LocalOrigin) and m.origin.path == str(source))
     sources = [source / p for p in sel.weights + sel.files]
@@ -190,7 +190,7 @@ def import_folder(
                         skipped=sel.skipped)
 
 
-def _decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy,
+def decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy,
                      same_source: Callable[[Manifest], bool]) -> ConflictPolicy:
     """Settle a taken name now, before any bytes are written: ask an interactive policy and
     keep its answer, refuse at once under "cancel" unless the name came from this source."""

@@ -377,9 +377,15 @@ def test_duplicate_name_cancel_rename_overwrite_and_ask(workspace, hub_server, t
     publish(hub_server, tiny_model)
     first = run_import(workspace)
     hub_server.requests.clear()
+    # The same repo at the same commit under the same name: a no-op, so a re-run is harmless.
+    again = run_import(workspace)
+    assert again.entry == first.entry and weight_requests(hub_server) == []
+    # Another commit of the same repo under a taken name: refused before any weight byte.
+    hub_server.add_commit(REPO, {"README.md": b"---\nlicense: apache-2.0\n---\nv2\n"})
+    hub_server.requests.clear()
     with pytest.raises(ModelExistsError, match="already registered"):
         run_import(workspace)
-    assert weight_requests(hub_server) == []  # cancelled before any weight byte
+    assert weight_requests(hub_server) == []
     assert run_import(workspace, on_conflict="rename").entry.model_name == "Tiny-2"
     other, _ = publish(hub_server, tiny_model, "qwen3", repo="Qwen/Other")
     replaced = run_import(workspace, "Qwen/Other", name="Tiny", on_conflict="overwrite")
