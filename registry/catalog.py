@@ -9,26 +9,31 @@ Deletion runs in reverse: registry entry -> view; blobs go only through gc.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from registry.names import validate_name
-from registry.registry_file import RegistryEntry
-from registry.views import build_view, model_file_size, remove_view
+from registry.registry_file import RegistryDoc, RegistryEntry
+from registry.views import METADATA_FILENAME, build_view, model_file_size, remove_view, view_is_disposable
 from registry.workspace import Workspace
+from store.digest import digest_bytes, is_digest
 from store.errors import (
     Aborted,
     InvalidNameError,
     ModelExistsError,
     ModelStoreError,
     ModelNotFoundError,
+    REMOVED_IN_FLIGHT_HINT,
     ObjectMissingError,
     UsageError,
     ViewMissingError,
 )
-from store.manifest import Manifest, now_iso
+from store.manifest import Manifest, encode_manifest, now_iso, put_manifest
 
 ConflictChoice = Literal["overwrite", "rename", "cancel"]
 CONFLICT_CHOICES: tuple[ConflictChoice, ...] = ("overwrite", "rename", "cancel")
@@ -49,7 +54,7 @@ def resolve_conflict(
     doc = workspace.read_registry()
     _check_case_collision(doc.models, name)
     if name not in doc.models:
-        if os.path.lexists(workspace.view_path(name)):
+        if not view_is_disposable(workspace, name):
             raise ModelExistsError(
                 name, f"models/{name} exists but is not registered",
                 "move it away, or run `python main.py validate-registry --fix` to adopt or set it aside",
@@ -93,7 +98,7 @@ def _check_case_collision(models: dict[str, Any], name: str) -> None:
 def register(
     workspace: Workspace,
     name: str,
-    manifest_digest: str,
+    manifest_digest: str | None,
     manifest: Manifest,
     *,
     fine_tuned_from: str | None = None,
@@ -101,8 +106,10 @@ def register(
     on_conflict: ConflictPolicy = "cancel",
     on_wait: Callable[[], None] | None = None,
 ) -> RegistryEntry:
-    """Commit a stored manifest under ``name``: check objects, build the view, update registry.
+    """Commit a manifest under ``name``: check objects, build the view, update registry.
 
+    ``manifest_digest`` None stores the manifest here, under the lock and only if it is
+    needed, so a repeated or concurrent import of what is registered leaves no second copy.
     If ``name`` already holds the same version (equal but for its creation time), nothing
     changes and the existing entry is returned: importing the same thing twice, or from
     several processes at once, is not a conflict. Only an explicit "rename" still asks for
@@ -114,7 +121,6 @@ def register(
         if on_conflict != "rename" and existing is not None and _same_version(workspace, existing, manifest):
             return existing
         name, _ = resolve_conflict(workspace, name, on_conflict)
-        _check_objects(workspace, manifest_digest, manifest)
         entry = RegistryEntry(
             model_name=name,
             model_id=manifest.model_id,
@@ -122,15 +128,77 @@ def register(
             local_path=workspace.view_relpath(name),
             source=manifest.source,
             created_at=now_iso(),
-            manifest=manifest_digest,
+            manifest=manifest_digest or digest_bytes(encode_manifest(manifest)),
             fine_tuned_from=fine_tuned_from,
             metadata=summary_metadata(manifest) | (metadata or {}),
         )
-        build_view(workspace, entry, manifest)
+        # models/<name> may hold the view of this very version already: left by a
+        # registration interrupted before its registry entry or, without the lock, being
+        # committed by another writer right now. Then its entry is the one to register:
+        # replacing the view would leave registry and view from two different writers.
+        view = workspace.view_path(name)
+        adopted = _entry_of_view(workspace, name, manifest, entry) if os.path.lexists(view) else None
+        if adopted is None and manifest_digest is None:
+            put_manifest(workspace.objects, manifest)
+        entry = adopted or entry
+        _check_objects(workspace, entry.manifest, manifest)
+        # Into an empty place only, unless another version's view is there to replace: a
+        # view placed meanwhile (by a writer without the lock) may be this version's.
+        if adopted is None and not build_view(workspace, entry, manifest, replace=os.path.lexists(view)):
+            adopted = _entry_of_view(workspace, name, manifest, entry)
+            if adopted is None:
+                build_view(workspace, entry, manifest)
+            entry = adopted or entry
         doc = workspace.read_registry()  # re-read: a writer without the lock may have changed it
         doc.models[name] = entry
-        workspace.write_registry(doc)
+        _commit(workspace, doc)
     return entry
+
+
+def _commit(workspace: Workspace, doc: RegistryDoc) -> None:
+    """Replace the registry (the commit point), then rebuild the view of any entry just
+    written that has none.
+
+    With the lock that never happens (but for a view removed by hand). Without it, two
+    races leave a registered name without its view: a delete-model --delete-files of the
+    name a concurrent import is committing, and a registry write that overtook a delete
+    (the lost update: the entry comes back from the copy read earlier) after the delete
+    removed the view. Rebuilding makes the outcome whole: the delete lost entirely, never
+    half applied. Only entries the registry still holds as written are rebuilt, so a
+    delete that came after this write keeps its effect.
+    """
+    workspace.write_registry(doc)
+    try:
+        current = workspace.read_registry().models
+    except ModelStoreError:
+        return  # validate-registry's business; this write has committed
+    for name, entry in sorted(doc.models.items()):
+        if current.get(name) == entry and not os.path.lexists(workspace.view_path(name)):
+            try:
+                manifest = workspace.manifest(entry.manifest)
+            except ModelStoreError:
+                continue
+            build_view(workspace, entry, manifest)
+
+
+def _entry_of_view(workspace: Workspace, name: str, manifest: Manifest,
+                   entry: RegistryEntry) -> RegistryEntry | None:
+    """The entry that the view in ``models/<name>`` was built for, if it is exactly the view
+    of a version equal to ``manifest`` (its metadata.json names its manifest and creation)."""
+    from registry.view_check import check_view
+
+    try:
+        meta = json.loads((workspace.view_path(name) / METADATA_FILENAME).read_bytes())
+        digest, created_at = meta["manifest"], meta["created_at"]
+        if not is_digest(digest) or not isinstance(created_at, str):
+            return None
+        other = workspace.manifest(digest)
+    except (OSError, ValueError, KeyError, TypeError, ModelStoreError):
+        return None
+    candidate = msgspec.structs.replace(entry, manifest=digest, created_at=created_at)
+    if not other.same_version(manifest) or check_view(workspace, candidate, other):
+        return None
+    return candidate
 
 
 def _same_version(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> bool:
@@ -148,7 +216,7 @@ def _check_objects(workspace: Workspace, manifest_digest: str, manifest: Manifes
     for digest, size in sizes.items():
         actual = workspace.objects.size(digest)
         if actual is None or actual != size:
-            raise ObjectMissingError(digest, workspace.objects.path(digest))
+            raise ObjectMissingError(digest, workspace.objects.path(digest), REMOVED_IN_FLIGHT_HINT)
 
 
 def summary_metadata(manifest: Manifest) -> dict[str, Any]:
@@ -213,6 +281,7 @@ def delete_model(
     """
     from registry.lineage import children_of
 
+    get_entry(workspace, name)  # an unknown name is refused before the lock (which creates a store)
     with workspace.locked():
         entry = get_entry(workspace, name)
         children = children_of(workspace, name)
@@ -220,6 +289,6 @@ def delete_model(
             raise Aborted(f"model {name!r} was not deleted")
         doc = workspace.read_registry()
         doc.models.pop(name, None)
-        workspace.write_registry(doc)  # the commit point
+        _commit(workspace, doc)
         view_removed = remove_view(workspace, name) if delete_files else False
     return DeleteResult(entry=entry, view_removed=view_removed, children=children)

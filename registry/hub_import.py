@@ -60,7 +60,7 @@ from registry.report import NullReporter, Reporter, human_bytes
 from registry.smoke import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
-from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso, put_manifest
+from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso
 
 # Non-weight files up to this size are fetched into memory; bigger ones go through a temp file.
 IN_MEMORY_LIMIT = 64 << 20
@@ -147,11 +147,11 @@ def import_from_hub(
                          commit=snap.commit, files=job.parts.origin_files),
     )
     load_check = job.verify(manifest)
-    digest = put_manifest(workspace.objects, manifest)
-    entry = register(workspace, name, digest, manifest, on_conflict=on_conflict,
+    entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
     return HubImportResult(
-        entry=entry, manifest_digest=digest, manifest=manifest, stats=job.parts.stats, skipped=sel.skipped,
+        entry=entry, manifest_digest=entry.manifest, manifest=manifest, stats=job.parts.stats,
+        skipped=sel.skipped,
         repo_id=snap.repo_id, revision=snap.revision, commit=snap.commit, license=license_info,
         load_check=load_check, downloaded_bytes=job.downloaded_bytes, from_cache=job.from_cache,
         from_store=job.from_store,

@@ -32,7 +32,7 @@ from registry.report import NullReporter, Reporter, human_bytes
 from registry.views import tensor_name_problem
 from registry.workspace import Workspace
 from store.errors import SafetensorsError, SourceError, StoreIOError, UsageError
-from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso, put_manifest
+from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.tensorfile import read_header
 
@@ -183,10 +183,9 @@ def import_folder(
         tensors=parts.tensors,
         origin=LocalOrigin(path=str(source), files=parts.origin_files),
     )
-    digest = put_manifest(workspace.objects, manifest)
-    entry = register(workspace, name, digest, manifest, on_conflict=on_conflict,
+    entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
-    return ImportResult(entry=entry, manifest_digest=digest, manifest=manifest, stats=parts.stats,
+    return ImportResult(entry=entry, manifest_digest=entry.manifest, manifest=manifest, stats=parts.stats,
                         skipped=sel.skipped)
 
 

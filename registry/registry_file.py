@@ -134,3 +134,7 @@ def _keep_previous(path: Path, tmp_dir: Path) -> None:
     except FileNotFoundError:
         return
     fsops.rename(link, previous_path(path))
+    if os.path.lexists(link):
+        # rename() of a file onto another link to the same inode does nothing and succeeds:
+        # two writers without the lock keeping the same generation. The link is debris.
+        fsops.unlink(link)

@@ -11,6 +11,7 @@ folder and swapped into place, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store import fsops
+from store.errors import ModelStoreError
 from store.manifest import Manifest
 
 WEIGHTS_DIR = "weights"
@@ -116,8 +118,13 @@ def render_metadata(entry: RegistryEntry, manifest: Manifest) -> bytes:
     return json.dumps(doc, indent=2, ensure_ascii=False).encode() + b"\n"
 
 
-def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> Path:
-    """Write the view of ``entry`` in a temp folder, then swap it into ``models/<name>``."""
+def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest, *,
+               replace: bool = True) -> bool:
+    """Write the view of ``entry`` in a temp folder, then swap it into ``models/<name>``.
+
+    With ``replace=False`` it only takes the place if nothing is there (one atomic rename:
+    of two writers, exactly one wins) and returns False, changing nothing, if something is.
+    """
     name = entry.model_name
     spec = expected_view(entry, manifest)
     final = workspace.view_path(name)
@@ -138,34 +145,85 @@ def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -
                 os.close(fd)
             fsops.rename(tmp, staging / relpath)
         fsops.fsync_dir(staging)
-        _swap_into_place(staging, final)
+        placed = _swap_into_place(staging, final, replace)
     except BaseException:
         fsops.rmtree(staging)
         raise
+    if not placed:
+        fsops.rmtree(staging)
+        return False
     fsops.fsync_dir(workspace.models_dir)
-    return final
+    return True
 
 
-def _swap_into_place(staging: Path, final: Path) -> None:
+def _swap_into_place(staging: Path, final: Path, replace: bool) -> bool:
     if not os.path.lexists(final):
-        fsops.rename(staging, final)
-        return
+        try:
+            fsops.rename(staging, final)
+            return True
+        except OSError as e:  # another writer's view took the place since the check
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    if not replace:
+        return False
     if os.path.isdir(final) and not os.path.islink(final) and fsops.exchange(staging, final):
         fsops.rmtree(staging)  # staging now holds the old view
-        return
+        return True
     old = final.with_name(f".old-{final.name}-{os.getpid()}")
     fsops.rename(final, old)
     fsops.rename(staging, final)
     fsops.rmtree(old)
+    return True
+
+
+def view_is_disposable(workspace: Workspace, name: str) -> bool:
+    """True unless ``models/<name>`` holds something the store cannot rebuild: it is absent,
+    or a folder of nothing but links into the store's objects and the generated files.
+
+    Such a folder with no registry entry naming it is what a registration interrupted
+    between its view and its registry entry leaves, or a view that another writer is
+    committing, or deleting, right now (without the lock, or just before it takes it);
+    replacing it loses nothing. A folder holding anything else is the user's.
+    """
+    view = workspace.view_path(name)
+    if not os.path.lexists(view):
+        return True
+    if os.path.islink(view) or not os.path.isdir(view):
+        return False
+    objects = str(workspace.layout.objects) + os.sep
+    for dirpath, dirnames, filenames in os.walk(view):  # (a folder gone mid-walk is skipped)
+        for entry in dirnames + filenames:
+            path = os.path.join(dirpath, entry)
+            if os.path.islink(path):
+                if not os.path.normpath(os.path.join(dirpath, os.readlink(path))).startswith(objects):
+                    return False
+            elif os.path.isdir(path) or not os.path.lexists(path):
+                continue
+            elif not (dirpath == str(view) and entry in GENERATED_FILES):
+                return False
+    return True
 
 
 def remove_view(workspace: Workspace, name: str) -> bool:
-    """Delete ``models/<name>`` (links only; blobs stay until gc). False if there was none."""
+    """Delete ``models/<name>`` (links only; blobs stay until gc). False if there was none
+    (or it was given back, below).
+
+    The caller has removed the registry entry. The view is first moved aside, then the
+    registry is read again: a writer running without the lock may have registered the name
+    meanwhile (a concurrent import of it, or a registry write that lost this delete), and
+    then the view just moved is the one that entry needs, so it goes back.
+    """
     path = workspace.view_path(name)
     if not os.path.lexists(path):
         return False
     doomed = fsops.make_temp_dir(workspace.models_dir, f".deleted-{name}")
     fsops.rename(path, doomed / "view")
+    try:
+        wanted = name in workspace.read_registry().models
+    except ModelStoreError:
+        wanted = False  # validate-registry's business; this delete has committed
+    if wanted and not os.path.lexists(path):
+        fsops.rename(doomed / "view", path)
     fsops.rmtree(doomed)
     fsops.fsync_dir(workspace.models_dir)
-    return True
+    return not wanted

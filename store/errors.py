@@ -48,11 +48,16 @@ class StoreFormatError(ModelStoreError, ValueError):
         self.path = path
 
 
+# Why a writer finds an object it has just written or reused gone before its commit.
+REMOVED_IN_FLIGHT_HINT = ("it was removed while this command ran (by `python main.py gc` with a grace "
+                          "period shorter than the write?); nothing was registered: run the command again")
+
+
 class ObjectMissingError(ModelStoreError, LookupError):
-    def __init__(self, digest: str, path: Path):
+    def __init__(self, digest: str, path: Path, hint: str | None = None):
         super().__init__(
             f"object {digest} is missing ({path})",
-            "run `python main.py validate-registry --fix` to restore it",
+            hint or "run `python main.py validate-registry --fix` to restore it",
         )
         self.digest = digest
         self.path = path

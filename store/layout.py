@@ -13,6 +13,7 @@ says, and where in-flight writes go. Everything else asks it.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -120,14 +121,34 @@ class Layout:
             )
 
     def create(self) -> None:
-        """Create the store (idempotent); an existing store is only checked."""
+        """Create the store (idempotent); an existing store is only checked.
+
+        A new store is assembled in a temp folder beside it (FORMAT and the subfolders) and
+        renamed into place, so ``.modelstore`` never exists without its FORMAT: processes
+        creating the store at once, or one that crashed half-way, leave it absent or whole,
+        never in the state ``check_format`` refuses as foreign or damaged.
+        """
         for path in (self.store, self.objects, self.tmp, self.quarantine):
             fsops.require_real_dir(path)
-        if self.format_file.exists():
-            self.check_format()
-            return
-        for path in (self.objects, self.tmp, self.quarantine):
-            fsops.mkdirs(path)
-        marker = encode_canonical(FormatMarker(format=FORMAT_VERSION, hash=HASH_NAME))
-        fsops.atomic_write(self.format_file, marker + b"\n", self.tmp)
+        if not self.format_file.exists():
+            self._create_new()
+        self.check_format()
+
+    def _create_new(self) -> None:
+        staging: Path | None = fsops.make_temp_dir(self.root, STORE_DIRNAME)
+        try:
+            for sub in (self.objects, self.tmp, self.quarantine):
+                fsops.mkdirs(staging / sub.name)
+            marker = encode_canonical(FormatMarker(format=FORMAT_VERSION, hash=HASH_NAME))
+            fsops.atomic_write(staging / self.format_file.name, marker + b"\n", staging / self.tmp.name)
+            try:
+                fsops.rename(staging, self.store)  # replaces nothing but an empty folder
+                staging = None
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # Another process created the store first; check_format judges theirs.
+        finally:
+            if staging is not None:
+                fsops.rmtree(staging)
         fsops.fsync_dir(self.root)

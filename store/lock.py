@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from store import fsops
 from store.layout import Layout
 
 
@@ -24,7 +23,7 @@ def writer_lock(layout: Layout, on_wait: Callable[[], None] | None = None) -> It
     if os.environ.get("MODELSTORE_NO_LOCK") == "1":
         yield
         return
-    fsops.mkdirs(layout.store)
+    layout.create()  # the lock file lives in the store: never make a store without its FORMAT
     fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:

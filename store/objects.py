@@ -19,7 +19,7 @@ from pathlib import Path
 
 from store import fsops
 from store.digest import digest_bytes, digest_fd
-from store.errors import CorruptObjectError, ObjectMissingError, SourceChangedError
+from store.errors import REMOVED_IN_FLIGHT_HINT, CorruptObjectError, ObjectMissingError, SourceChangedError
 from store.layout import OBJECT_MODE, Layout
 from store.tensorfile import TensorSpec, canonical_header, read_header
 
@@ -253,7 +253,10 @@ class _Batch:
                 if final.parent not in fans:
                     fans[final.parent] = not final.parent.is_dir()
                     fsops.mkdirs(final.parent)
-                fsops.rename(tmp, final)
+                try:
+                    fsops.rename(tmp, final)
+                except FileNotFoundError:
+                    raise ObjectMissingError(digest, tmp, REMOVED_IN_FLIGHT_HINT) from None
         except BaseException:
             for _, tmp, _, _ in batch:
                 fsops.unlink(tmp)
