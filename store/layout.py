@@ -83,7 +83,23 @@ class Layout:
     # --- the FORMAT marker ---------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.format_file.exists() or self.store.is_dir()
+        """A store is here (with a FORMAT marker, or a damaged one without); a creation a crash
+        cut short before its marker holds nothing, and counts as no store: ``create`` ends it."""
+        return self.format_file.exists() or (self.store.is_dir() and not self._unfinished_creation())
+
+    def _unfinished_creation(self) -> bool:
+        """``.modelstore`` holds only what ``create`` makes before FORMAT: empty folders, the
+        lock file, and FORMAT's own temp file."""
+        try:
+            entries = set(os.listdir(self.store))
+            if not entries <= {"objects", "tmp", "quarantine", self.lock_file.name}:
+                return False
+            if any(os.listdir(self.store / name) for name in ("objects", "quarantine") if name in entries):
+                return False
+            return "tmp" not in entries or all(name.startswith(f"{self.format_file.name}-")
+                                               for name in os.listdir(self.tmp))
+        except NotADirectoryError:
+            return False
 
     def check_format(self) -> None:
         """Refuse a store this code cannot read, naming both format versions."""
@@ -126,6 +142,7 @@ class Layout:
         if self.format_file.exists():
             self.check_format()
             return
+        # The marker is written last: until it exists, the store holds nothing (see exists()).
         for path in (self.objects, self.tmp, self.quarantine):
             fsops.mkdirs(path)
         marker = encode_canonical(FormatMarker(format=FORMAT_VERSION, hash=HASH_NAME))
