@@ -205,6 +205,10 @@ def delete_model_cmd(ctx, name, yes, delete_files) -> None:
         return click.confirm(f"Delete model {name!r} ({entry.model_id})?", default=False, err=True)
 
     result = delete_model(workspace(ctx), name, delete_files=delete_files, confirm=confirm)
+    if result.entry is None:  # an interrupted delete, finished now
+        removed = "; removed what was left of its view" if result.view_removed else ""
+        click.echo(f"{name} was already deleted{removed}; run `python main.py gc` to free its unshared blobs")
+        return
     kept = "" if result.view_removed else f"; its view {result.entry.local_path}/ was kept (--delete-files removes it)"
     click.echo(f"deleted {name}{kept}; run `python main.py gc` to free its unshared blobs")
 

@@ -4,6 +4,12 @@ Write order (DESIGN): blobs -> manifest -> view -> registry entry. The registry 
 the commit point, and it happens under the writer lock after checking that every object
 the manifest needs is present, so a committed entry never points at something missing.
 Deletion runs in reverse: registry entry -> view; blobs go only through gc.
+
+A crash between placing a view and committing its entry leaves the view unregistered (or,
+replacing a registered model, showing the uncommitted version): validation notes it, and
+the next write of that name replaces it (``view_check.leftover_view``). A crash after a
+delete's commit leaves the view (or its half-removed remains): re-running the delete
+finishes it. So re-running an interrupted command is always the way to finish it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,9 +25,12 @@ from typing import Any, Literal
 import msgspec
 
 from registry.names import validate_name
-from registry.registry_file import RegistryDoc, RegistryEntry
+from registry.registry_check import lost_registry
+from registry.registry_file import RegistryDoc, RegistryEntry, previous_path, read_registry
+from registry.view_check import leftover_view
 from registry.views import METADATA_FILENAME, build_view, model_file_size, remove_view, view_is_disposable
 from registry.workspace import Workspace
+from store import fsops
 from store.digest import digest_bytes, is_digest
 from store.errors import (
     Aborted,
@@ -30,6 +40,7 @@ from store.errors import (
     ModelNotFoundError,
     REMOVED_IN_FLIGHT_HINT,
     ObjectMissingError,
+    RegistryError,
     UsageError,
     ViewMissingError,
 )
@@ -117,6 +128,13 @@ def register(
     """
     validate_name(name)
     with workspace.locked(on_wait):
+        if not workspace.registry_path.exists():
+            if lost_registry(workspace):
+                raise RegistryError(workspace.registry_path, "it is missing, but models/ still holds views",
+                                    "run `python main.py validate-registry --fix` to recover it first")
+            # The store's first model: commit an empty registry before its view appears, so a
+            # crash in between leaves an unregistered view, not what looks like a lost registry.
+            workspace.write_registry(workspace.read_registry())
         existing = workspace.read_registry().models.get(name)
         if on_conflict != "rename" and existing is not None and _same_version(workspace, existing, manifest):
             return existing
@@ -265,7 +283,7 @@ def list_models(
 
 @dataclass
 class DeleteResult:
-    entry: RegistryEntry
+    entry: RegistryEntry | None  # None: an earlier delete had committed (see ``delete_model``)
     view_removed: bool
     children: list[str] = field(default_factory=list)  # models fine-tuned from it
 
@@ -281,8 +299,12 @@ def delete_model(
     """
     from registry.lineage import children_of
 
-    get_entry(workspace, name)  # an unknown name is refused before the lock (which creates a store)
+    if not workspace.layout.exists():
+        get_entry(workspace, name)  # no store: refused before the lock, which would create one
     with workspace.locked():
+        finished = _finish_committed_delete(workspace, name, delete_files)
+        if finished is not None:
+            return finished
         entry = get_entry(workspace, name)
         children = children_of(workspace, name)
         if confirm is not None and not confirm(entry, children):
@@ -292,3 +314,28 @@ def delete_model(
         _commit(workspace, doc)
         view_removed = remove_view(workspace, name) if delete_files else False
     return DeleteResult(entry=entry, view_removed=view_removed, children=children)
+
+
+def _finish_committed_delete(workspace: Workspace, name: str, delete_files: bool) -> DeleteResult | None:
+    """Re-running a delete whose commit went through (then a crash): remove what is left of
+    the view (with ``delete_files``) and report it done. None unless ``name`` is unregistered
+    and something shows it was deleted: its view or a half-removed one still in models/, or
+    the registry's previous generation, the one that delete replaced, still naming it."""
+    if name in workspace.read_registry().models or not workspace.models_dir.is_dir():
+        return None
+    pattern = re.compile(rf"\.deleted-{re.escape(name)}-\d+-[0-9a-f]+\.tmp")
+    remains = [workspace.models_dir / e.name for e in os.scandir(workspace.models_dir)
+               if pattern.fullmatch(e.name)]
+    if leftover_view(workspace, name):
+        remains.append(workspace.view_path(name))
+    try:
+        previous = read_registry(previous_path(workspace.registry_path)).models
+    except RegistryError:
+        previous = {}
+    if not remains and name not in previous:
+        return None
+    if delete_files and remains:
+        for path in sorted(remains):
+            fsops.rmtree(path)
+        fsops.fsync_dir(workspace.models_dir)
+    return DeleteResult(entry=None, view_removed=delete_files and bool(remains))

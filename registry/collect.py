@@ -10,6 +10,9 @@ The reachable set, the plan and the deletions all happen under the writer lock, 
 registration commits in between; a grace period (default one hour) spares every object
 and temp file younger than that, so an import in flight (blobs written, manifest not yet
 registered) is never broken. ``--dry-run`` plans without the lock and deletes nothing.
+A view a crashed write placed but never committed (``view-uncommitted``) keeps its version's
+objects too: collecting them would leave that view's links dangling, until ``--fix`` or the
+write, re-run, settles it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from registry.reachable import reachable
 from registry.registry_check import lost_registry
 from registry.report import NullReporter, Reporter
 from registry.validate import view_debris
+from registry.view_check import view_version
 from registry.workspace import Workspace
 from store.errors import GcAbortedError, ObjectMissingError, RegistryError
 from store.gc import DEFAULT_GRACE_S, GcPlan, GcResult, plan_gc, sweep
@@ -58,8 +62,19 @@ def collect_garbage(workspace: Workspace, *, grace_s: float = DEFAULT_GRACE_S, d
                             f"({error.message})")
         if problems:
             raise GcAbortedError(problems)
-        plan = plan_gc(workspace.layout, graph.keep(), grace_s, extra_temp=view_debris(workspace))
+        keep = graph.keep() | uncommitted_objects(workspace)
+        plan = plan_gc(workspace.layout, keep, grace_s, extra_temp=view_debris(workspace))
         if dry_run:
             return GcOutcome(plan, None, skipped)
         result = sweep(workspace.layout, plan)
     return GcOutcome(plan, result, skipped)
+
+
+def uncommitted_objects(workspace: Workspace) -> set[str]:
+    """The manifests and objects of versions that registered models' views show uncommitted."""
+    keep: set[str] = set()
+    for name, entry in workspace.read_registry().models.items():
+        shown = view_version(workspace, name)
+        if shown is not None and shown[0] != entry.manifest:
+            keep |= {shown[0], *shown[1].object_digests()}
+    return keep

@@ -57,6 +57,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "view-file-missing": ("error", "a generated file of the view is missing"),
     "view-file-modified": ("error", "a generated file of the view differs from its manifest"),
     "view-extra-file": ("error", "the view holds something its manifest does not list"),
+    "view-uncommitted": ("info", "the view shows a version a write placed but did not commit (a crash)"),
     # notes
     "orphan-directory": ("info", "something under models/ that no registry entry names"),
     "object-unreferenced": ("info", "objects no registered model reaches (gc removes them)"),

@@ -337,7 +337,7 @@ class _Sink:
         if self.fd is None:
             del self.buffer[size:]
         else:
-            os.ftruncate(self.fd, size)
+            fsops.truncate(self.fd, size, self.path)
         self.rehash = True
         return size
 

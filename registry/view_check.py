@@ -5,18 +5,31 @@ not entered) and compared with ``views.expected_view``: every link present, a sy
 pointing at its object by the same relative path the view builder writes; the generated
 files byte-identical; nothing else. A link with the right target whose object is missing
 is not reported here: the object check reports it, with every model it affects.
+
+A write places a model's view before it commits the registry entry (DESIGN's order), so a
+crash between the two leaves a complete view of a version the registry does not name:
+``view_version`` recognises such a view (exactly the view of the manifest its own
+``metadata.json`` names, a manifest present in the store). Registered under another
+version, it is reported as one note, ``view-uncommitted``, not as a damaged view; not
+registered at all, it is a ``leftover_view`` a writer may replace, since it holds nothing
+but links into the store and files generated from its manifest.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path, PurePosixPath
 
+import msgspec
+
 from registry.findings import Finding, finding
 from registry.registry_file import RegistryEntry
-from registry.views import expected_view
+from registry.views import METADATA_FILENAME, expected_view
 from registry.workspace import Workspace
+from store.digest import is_digest
+from store.errors import ModelStoreError
 from store.manifest import Manifest
 
 
@@ -51,6 +64,52 @@ def expected_dirs(paths: list[str]) -> set[str]:
 
 
 def check_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest | None) -> list[Finding]:
+    found = _compare_view(workspace, entry, manifest)
+    if not found or manifest is None:
+        return found
+    shown = view_version(workspace, entry.model_name)
+    if shown is None or shown[0] == entry.manifest:
+        return found
+    name, rel = entry.model_name, f"models/{entry.model_name}"
+    return [finding("view-uncommitted", f"{rel} shows version {shown[0][:12]}, which a write placed but "
+                    f"never committed (interrupted), not the registered {entry.manifest[:12]}; `--fix` or "
+                    "re-running that write settles it", models=[name], digest=shown[0], path=rel)]
+
+
+def view_version(workspace: Workspace, name: str) -> tuple[str, Manifest] | None:
+    """The version ``models/<name>`` is exactly the view of, by its own metadata.json, or None.
+
+    None unless metadata.json names this model and a readable manifest in the store, and the
+    view matches that manifest exactly (only its links and generated files, nothing else).
+    """
+    try:
+        meta = json.loads((workspace.view_path(name) / METADATA_FILENAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("model_name") != name:
+        return None
+    digest = meta.get("manifest")
+    if not isinstance(digest, str) or not is_digest(digest):
+        return None
+    try:
+        manifest = workspace.manifest(digest)
+        fields = {key: meta.get(key) for key in ("model_id", "architecture_type", "source", "created_at",
+                                                  "fine_tuned_from")}
+        entry = msgspec.convert({**fields, "model_name": name, "manifest": digest,
+                                 "local_path": workspace.view_relpath(name)}, RegistryEntry)
+    except (ModelStoreError, OSError, msgspec.ValidationError):
+        return None
+    return (digest, manifest) if not _compare_view(workspace, entry, manifest) else None
+
+
+def leftover_view(workspace: Workspace, name: str) -> bool:
+    """``models/<name>`` is not registered but is exactly a view modelstore built: left by a
+    write interrupted before its registry commit, or by a delete after it. Replacing it
+    loses nothing (links into the store, files generated from a manifest)."""
+    return name not in workspace.read_registry().models and view_version(workspace, name) is not None
+
+
+def _compare_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest | None) -> list[Finding]:
     name = entry.model_name
     view = workspace.view_path(name)
     rel = f"models/{name}"

@@ -126,6 +126,15 @@ def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
         raise _wrap(path, e) from e
 
 
+def truncate(fd: int, size: int, path: Path) -> None:
+    """Cut (or extend) the open file ``fd`` to ``size`` bytes."""
+    _step("truncate", path)
+    try:
+        os.ftruncate(fd, size)
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
 def copy_range(src_fd: int, dst_fd: int, offset: int, count: int, path: Path) -> None:
     """Append ``count`` bytes of ``src_fd`` from ``offset`` to ``dst_fd``, in the kernel.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import msgspec
@@ -30,6 +31,8 @@ STORE_DIRNAME = ".modelstore"
 OBJECT_MODE = 0o444
 # objects/ab/cdef...: 256 fan-out directories keep any one directory small.
 FANOUT = 2
+# A store being created: fsops.make_temp_dir(root, STORE_DIRNAME) names it after its process.
+_STAGING = re.compile(re.escape(STORE_DIRNAME) + r"-(\d+)-[0-9a-f]+\.tmp")
 
 
 class FormatMarker(Record):
@@ -151,4 +154,22 @@ class Layout:
         finally:
             if staging is not None:
                 fsops.rmtree(staging)
+        self._sweep_dead_staging()
+
+    def _sweep_dead_staging(self) -> None:
+        """Remove staging folders of creations that crashed (their process is gone)."""
+        for entry in os.scandir(self.root):
+            match = _STAGING.fullmatch(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match.group(1))):
+                fsops.rmtree(Path(entry.path))
         fsops.fsync_dir(self.root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

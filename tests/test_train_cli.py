@@ -233,13 +233,10 @@ def test_sigkill_during_a_checkpoint_then_resume_matches_a_straight_run(tmp_path
     validation = main_py(roots["killed"], "validate-registry")
     if where == "at the second commit":
         # register() swaps the view before it commits the registry (DESIGN's write order), so a
-        # kill between the two leaves models/ft showing the uncommitted version: validation says
-        # so (nothing is missing), and --fix puts the view back on the registered version.
-        codes = {line.split(":")[1].strip() for line in validation.stdout.splitlines()
-                 if line.startswith("error")}
-        assert validation.returncode == 1 and codes <= {"view-link-retargeted", "view-file-modified"}
-        assert main_py(roots["killed"], "validate-registry", "--fix", "--yes").returncode == 0
-        validation = main_py(roots["killed"], "validate-registry")
+        # kill between the two leaves models/ft showing the uncommitted version: validation notes
+        # it (nothing is missing, no error), and the resumed run's commit settles it.
+        notes = [line for line in validation.stdout.splitlines() if line.startswith("info: view-uncommitted")]
+        assert len(notes) == 1 and "models/ft shows version" in notes[0], validation.stdout
     assert validation.returncode == 0, validation.stdout
 
     resumed = main_py(roots["killed"], "train", "--config", "ft.toml", "--resume")
@@ -250,3 +247,5 @@ def test_sigkill_during_a_checkpoint_then_resume_matches_a_straight_run(tmp_path
     assert final.training.optimizer["optimizer.safetensors"] == \
         expected.training.optimizer["optimizer.safetensors"]
     assert final.training.metrics == expected.training.metrics
+    settled = main_py(roots["killed"], "validate-registry")
+    assert settled.returncode == 0 and "view-uncommitted" not in settled.stdout, settled.stdout

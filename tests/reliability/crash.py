@@ -1,0 +1,316 @@
+"""Crash harness: SIGKILL a real ``python main.py`` command mid-write, then check the store.
+
+Two ways to crash a command, both on a fresh copy of a scenario's prepared workspace:
+
+- ``run_random_kills``: start the CLI, sleep a random delay drawn (seeded) from the window
+  in which an uninterrupted run of the same command writes, and ``os.kill`` it with SIGKILL.
+  The run logs its mutating steps (``MODELSTORE_FAULT=count``), so each trial knows how far
+  it got; a delay past the end gives a trial that completed before the kill (still checked).
+- ``run_step_kills``: stop the command at its k-th mutating filesystem step
+  (``MODELSTORE_FAULT=kill@k``, the counting shim in ``store/fsops.py``), for every k of an
+  uninterrupted run, or for a deterministic sample of them.
+
+After each crash the store must keep its promise (``invariants.check_store``: no validation
+error, every object hashes to its name, the sources byte-identical) and no registry entry
+may point at anything missing; then the same command is run again without a fault: it must
+exit 0, and leave a sound store holding what an uninterrupted run leaves (the scenario's
+``expect``). The figures come back as a dict (see ``Figures``) for the tests and the README.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tests.reliability.invariants import ROOT, bad_objects, check_store, cli_args, cli_env, tree_digest
+
+WS = "ws"  # the workspace root inside a scenario's base folder
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One command to crash. Paths are built from ``base``, the folder ``setup`` filled:
+    the workspace is always ``base/ws``; sources and configs live beside it and are shared
+    by every trial (only the workspace is copied)."""
+
+    name: str
+    setup: Callable[[Path], None]  # build base/ws and whatever the command reads
+    command: Callable[[Path], list[str]]  # CLI arguments after ``--root``
+    # (root after the rerun, root after an uninterrupted run) -> what differs from the latter
+    expect: Callable[[Path, Path], list[str]]
+    rerun: Callable[[Path], list[str]] | None = None  # default: the command again
+    sources: tuple[str, ...] = ()  # folders under base the command reads: must not change
+    # The damage a scenario's store starts with (the --fix scenario): allowed until the rerun.
+    tolerated: Callable[[str], bool] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 120.0
+
+
+@dataclass
+class Figures:
+    scenario: str
+    mode: str  # "random" or "steps"
+    trials: int = 0
+    killed: int = 0  # trials the SIGKILL stopped
+    completed_before_kill: int = 0
+    steps_total: int = 0  # mutating steps of an uninterrupted run
+    steps_reached: list[int] = field(default_factory=list)  # per trial: mutating steps begun
+    kill_points: list[int] = field(default_factory=list)  # distinct steps_reached of killed trials
+    corrupted: int = 0  # stores with problems after the crash
+    rerun_failures: int = 0  # reruns that failed or left an unsound / unexpected store
+    problems: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Run:
+    returncode: int
+    steps: list[tuple[str, str]]  # (op, path) of every mutating step begun
+    stderr: str
+
+
+class _Bench:
+    """A scenario's prepared template, its uninterrupted run, and fresh copies for trials."""
+
+    def __init__(self, scenario: Scenario, workdir: Path):
+        self.scenario, self.workdir = scenario, workdir
+        self.base = workdir / "template"
+        self.base.mkdir(parents=True)
+        scenario.setup(self.base)
+        (self.base / WS).mkdir(exist_ok=True)
+        self.source_digests = [(self.base / s, tree_digest(self.base / s)) for s in scenario.sources]
+        self.trial_count = 0
+        started = time.perf_counter()
+        self.reference = self.fresh_root("reference")
+        first = self.run(self.reference, fault="count", timing=True)
+        self.duration = time.perf_counter() - started
+        if first.returncode != 0:
+            raise RuntimeError(f"{scenario.name}: the uninterrupted run failed: {first.stderr[-2000:]}")
+        self.baseline = first.steps
+
+    def fresh_root(self, label: str) -> Path:
+        folder = self.workdir / label
+        shutil.copytree(self.base / WS, folder / WS, symlinks=True)
+        return folder / WS
+
+    def env(self, fault: str | None, log: Path | None) -> dict[str, str]:
+        extra = dict(self.scenario.env)
+        if fault:
+            extra.update(MODELSTORE_FAULT=fault, MODELSTORE_FAULT_LOG=str(log))
+        return cli_env(**extra)
+
+    def run(self, root: Path, *, fault: str | None = None, kill_after: float | None = None,
+            timing: bool = False, args: list[str] | None = None) -> _Run:
+        """Run the command (in its own session, so helpers it starts die with it)."""
+        log = root.parent / "steps.log"
+        log.unlink(missing_ok=True)
+        argv = cli_args(root, *(args if args is not None else self.scenario.command(self.base)))
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=self.env(fault, log), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            if timing:
+                self.first_step_s = self._first_step(proc, log, started)
+            if kill_after is not None:
+                time.sleep(kill_after)
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            _, stderr = proc.communicate(timeout=self.scenario.timeout)
+        finally:
+            _kill_group(proc)
+        steps = []
+        if log.exists():
+            steps = [tuple(line.split("\t")[1:3]) for line in log.read_text().splitlines()]
+        return _Run(proc.returncode, steps, stderr)
+
+    @staticmethod
+    def _first_step(proc: subprocess.Popen, log: Path, started: float) -> float:
+        """Seconds until the command began its first mutating step (polls the step log)."""
+        while proc.poll() is None and not log.exists():
+            time.sleep(0.002)
+        return time.perf_counter() - started
+
+    def trial(self, figures: Figures, *, fault: str | None = None, kill_after: float | None = None) -> None:
+        self.trial_count += 1
+        label = f"trial-{self.trial_count}"
+        root = self.fresh_root(label)
+        scenario = self.scenario
+        try:
+            crashed = self.run(root, fault=fault, kill_after=kill_after)
+            figures.trials += 1
+            figures.steps_reached.append(len(crashed.steps))
+            where = f"{label} ({fault or f'kill after {kill_after:.3f}s'}, {len(crashed.steps)} steps"
+            where += f", last {crashed.steps[-1][0]} {crashed.steps[-1][1]})" if crashed.steps else ")"
+            if crashed.returncode == -signal.SIGKILL:
+                figures.killed += 1
+                if len(crashed.steps) not in figures.kill_points:
+                    figures.kill_points = sorted([*figures.kill_points, len(crashed.steps)])
+            elif crashed.returncode == 0:
+                figures.completed_before_kill += 1
+            else:
+                figures.rerun_failures += 1  # neither killed nor done: the command itself failed
+                figures.problems.append(f"{where}: exited {crashed.returncode}: {crashed.stderr[-500:]}")
+                return
+            problems = check_store(root, self.source_digests) + dangling_references(root)
+            if scenario.tolerated is not None:
+                problems = [p for p in problems if not scenario.tolerated(p)]
+            if problems:
+                figures.corrupted += 1
+                figures.problems += [f"{where} after the crash: {p}" for p in problems]
+            args = scenario.rerun(self.base) if scenario.rerun else None
+            again = self.run(root, args=args)
+            if again.returncode != 0:
+                figures.rerun_failures += 1
+                figures.problems.append(f"{where}: the rerun exited {again.returncode}: "
+                                        f"{again.stderr[-800:]}")
+                return
+            after = sound(root, self.source_digests) + scenario.expect(root, self.reference)
+            if after:
+                figures.rerun_failures += 1
+                figures.problems += [f"{where} after the rerun: {p}" for p in after]
+        finally:
+            shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL whatever the command started (a worker process) once the command is gone."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.wait()
+
+
+def assert_crash_safe(figures: dict, *, trials: int, min_killed: int, min_points: int) -> None:
+    """No store was left broken, every rerun finished the job, and the kills really landed:
+    ``trials`` trials, at least ``min_killed`` of them stopped by the SIGKILL, at at least
+    ``min_points`` different points (counted in mutating steps begun)."""
+    assert figures["problems"] == [], "\n".join(figures["problems"][:20])
+    assert figures["corrupted"] == 0
+    assert figures["rerun_failures"] == 0
+    assert figures["trials"] == trials
+    assert figures["killed"] >= min_killed, figures
+    points = [n for n in figures["kill_points"] if n > 0]  # 0: killed before its first write
+    assert len(points) >= min_points, (points, figures["steps_total"])
+
+
+def dangling_references(root: Path) -> list[str]:
+    """Registry entries whose manifest object, view, or a link of the view, is missing."""
+    from tests.reliability.invariants import registry_entries
+
+    problems = []
+    try:
+        entries = registry_entries(root)
+    except ValueError as e:  # a half-written registry.json is itself a broken promise
+        return [f"models/registry.json does not parse: {e}"]
+    for name, entry in entries.items():
+        digest = entry["manifest"]
+        if not (root / ".modelstore" / "objects" / digest[:2] / digest[2:]).is_file():
+            problems.append(f"{name}: its manifest {digest[:12]} is missing")
+        view = root / entry["local_path"]
+        if not view.is_dir():
+            problems.append(f"{name}: its view {entry['local_path']} is missing")
+            continue
+        for path in sorted(view.rglob("*")):
+            if path.is_symlink() and not path.exists():
+                problems.append(f"{name}: {path.relative_to(root)} points at nothing ({os.readlink(path)})")
+    return problems
+
+
+def sound(root: Path, sources: list[tuple[Path, dict[str, str]]]) -> list[str]:
+    """``check_store``'s promises, checked in this process (the library's own validation):
+    after a successful rerun, where a second interpreter start per trial buys nothing."""
+    from registry.validate import validate
+    from registry.workspace import Workspace
+
+    report = validate(Workspace.open(root))
+    problems = [f"{f.code}: {f.message}" for f in report.errors]
+    problems += [f"object does not hash to its name: {o}" for o in bad_objects(root)]
+    problems += [f"source changed: {folder}" for folder, before in sources if tree_digest(folder) != before]
+    return problems + dangling_references(root)
+
+
+def _workdir(workdir: Path | None) -> tuple[Path, bool]:
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="crash-", dir=workdir)), False
+    return Path(tempfile.mkdtemp(prefix="modelstore-crash-")), True
+
+
+def run_random_kills(scenario: Scenario, trials: int, seed: int, workdir: Path | None = None) -> dict:
+    """SIGKILL the command ``trials`` times, each after a random delay (``random.Random(seed)``).
+
+    Delays are drawn from where the uninterrupted run writes: from a little before its
+    first mutating step (killing the interpreter while it starts tests nothing) to a
+    little past its end (so some trials complete and are checked as such).
+    """
+    started = time.perf_counter()
+    folder, owned = _workdir(workdir)
+    try:
+        bench = _Bench(scenario, folder)
+        figures = Figures(scenario.name, "random", steps_total=len(bench.baseline))
+        rng = random.Random(seed)
+        low, high = 0.8 * bench.first_step_s, 1.05 * bench.duration
+        for _ in range(trials):
+            bench.trial(figures, fault="count", kill_after=rng.uniform(low, high))
+    finally:
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+    figures.wall_s = round(time.perf_counter() - started, 2)
+    return asdict(figures)
+
+
+def run_step_kills(scenario: Scenario, steps: int | None = None, workdir: Path | None = None) -> dict:
+    """Kill the command at each of its mutating steps (``steps=None``), or at ``steps`` of them
+    (see ``pick_steps``)."""
+    started = time.perf_counter()
+    folder, owned = _workdir(workdir)
+    try:
+        bench = _Bench(scenario, folder)
+        figures = Figures(scenario.name, "steps", steps_total=len(bench.baseline))
+        for k in pick_steps(bench.baseline, steps):
+            bench.trial(figures, fault=f"kill@{k}")
+    finally:
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+    figures.wall_s = round(time.perf_counter() - started, 2)
+    return asdict(figures)
+
+
+def pick_steps(baseline: list[tuple[str, str]], count: int | None) -> list[int]:
+    """Step numbers to kill at: all of them, or ``count`` chosen deterministically.
+
+    Half of a sample (rounded up) are commit steps, renames into ``models/`` (a view put in
+    place, the registry replaced), where the write order matters most; the rest are spread
+    evenly over the whole run.
+    """
+    total = len(baseline)
+    if count is None or count >= total:
+        return list(range(1, total + 1))
+    commits = [i for i, (op, path) in enumerate(baseline, 1)
+               if op in ("rename", "exchange") and f"{os.sep}models{os.sep}" in path]
+    chosen = set(_spread(commits, (count + 1) // 2))
+    others = [i for i in range(1, total + 1) if i not in chosen]
+    return sorted(chosen | set(_spread(others, count - len(chosen))))
+
+
+def _spread(items: list[int], count: int) -> list[int]:
+    """``count`` items evenly spaced over ``items`` (the middle one for a count of one)."""
+    if count <= 0 or not items:
+        return []
+    if count == 1:
+        return [items[len(items) // 2]]
+    count = min(count, len(items))
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]

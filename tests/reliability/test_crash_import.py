@@ -1,0 +1,44 @@
+"""SIGKILL ``import-model`` of a local folder at random moments and at each mutating step."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability.crash import assert_crash_safe, run_random_kills, run_step_kills
+from tests.reliability.crash_scenarios import import_fresh, import_shared
+
+
+def test_random_kills_of_an_import_leave_a_sound_store(tmp_path):
+    figures = run_random_kills(import_fresh(), trials=20, seed=7, workdir=tmp_path)
+    assert_crash_safe(figures, trials=20, min_killed=10, min_points=5)
+
+
+@pytest.mark.parametrize("scenario", [import_fresh, import_shared], ids=["fresh", "shared"])
+def test_kills_at_sampled_steps_of_an_import(tmp_path, scenario):
+    figures = run_step_kills(scenario(), steps=4, workdir=tmp_path)
+    assert figures["steps_total"] > 100  # blobs, manifest, view, registry: every step counted
+    # The sample holds the last step, which a run one step shorter than the uninterrupted one
+    # (see the next test) has already completed.
+    assert_crash_safe(figures, trials=4, min_killed=3, min_points=3)
+
+
+@pytest.mark.slow
+def test_two_hundred_random_kills_of_an_import(tmp_path):
+    figures = run_random_kills(import_fresh(), trials=200, seed=2024, workdir=tmp_path)
+    assert figures["completed_before_kill"] < 100
+    assert_crash_safe(figures, trials=200, min_killed=100, min_points=60)
+
+
+@pytest.mark.slow
+def test_kills_at_every_step_of_an_import(tmp_path):
+    figures = run_step_kills(import_fresh(), workdir=tmp_path)
+    total = figures["steps_total"]
+    # A run may take a step more or fewer than the uninterrupted one (a new fan-out folder for
+    # its manifest, whose bytes hold a timestamp): then its last kill finds it done.
+    assert_crash_safe(figures, trials=total, min_killed=total - 1, min_points=total - 1)
+
+
+@pytest.mark.slow
+def test_kills_at_many_steps_of_an_import_next_to_another_model(tmp_path):
+    figures = run_step_kills(import_shared(), steps=20, workdir=tmp_path)
+    assert_crash_safe(figures, trials=20, min_killed=19, min_points=19)
