@@ -26,6 +26,7 @@ from registry.report import NullReporter, Reporter
 from registry.validate import view_debris
 from registry.view_check import view_version
 from registry.workspace import Workspace
+from store import fsops
 from store.errors import GcAbortedError, ObjectMissingError, RegistryError
 from store.gc import DEFAULT_GRACE_S, GcPlan, GcResult, plan_gc, sweep
 from store.quarantine import quarantined_digests
@@ -43,6 +44,7 @@ def collect_garbage(workspace: Workspace, *, grace_s: float = DEFAULT_GRACE_S, d
     reporter = reporter or NullReporter()
     if not workspace.layout.format_file.exists():
         return GcOutcome(GcPlan(grace_s=grace_s, reachable=0), None if dry_run else GcResult(), [])
+    fsops.require_real_dir(workspace.models_dir)  # as a link, it would hand gc debris outside the store
     on_wait = lambda: reporter.status("lock", "waiting for another modelstore writer")  # noqa: E731
     with nullcontext() if dry_run else workspace.locked(on_wait):
         if lost_registry(workspace):

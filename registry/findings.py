@@ -62,6 +62,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "orphan-directory": ("info", "something under models/ that no registry entry names"),
     "object-unreferenced": ("info", "objects no registered model reaches (gc removes them)"),
     "object-stray": ("info", "entries under objects/ not named like an object"),
+    "store-link": ("info", "a folder of the store (or its lock file) is a symbolic link: writers refuse it"),
     "temp-debris": ("info", "temp files left by interrupted writes (gc removes them)"),
     "quarantine": ("info", "items set aside by an earlier --fix, kept until you delete them"),
 }

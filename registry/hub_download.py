@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ from store.errors import (
     HubIntegrityError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
+    HubUnsafePathError,
     ModelStoreError,
 )
 from store.manifest import OriginFile
@@ -122,6 +124,32 @@ class Token:
         return cls(found, "HF_TOKEN" if from_env else "the saved login (hf auth login)")
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def listing_path_problem(path: object) -> str | None:
+    """Why a path in a repo listing is hostile, or None.
+
+    Git and the Hub only ever list plain relative POSIX paths, so anything else (absolute,
+    a drive letter, a backslash, a '..' or empty component, git's own metadata) means the
+    endpoint is broken or hostile: the repo is refused whole, whichever files would be picked.
+    """
+    if not isinstance(path, str) or not path:
+        return "it is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "it contains control characters"
+    if path.startswith("/") or _DRIVE.match(path):
+        return "it is absolute"
+    if "\\" in path:
+        return "it contains a backslash"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "it has an empty, '.' or '..' component"
+    if any(part.lower() == ".git" for part in parts):
+        return "it is inside .git"
+    return None
+
+
 class HubRepo:
     """One model repo on one endpoint, read with one token."""
 
@@ -151,6 +179,10 @@ class HubRepo:
                                                  f"{asked!r} of {self.repo_id} is")
         files = {}
         for sibling in info.siblings or []:
+            problem = listing_path_problem(sibling.rfilename)
+            if problem:
+                raise HubUnsafePathError(self.repo_id, f"{self.repo_id}@{info.sha[:12]}", sibling.rfilename,
+                                         problem)
             lfs = sibling.lfs or {}
             sha256 = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
             files[sibling.rfilename] = RemoteFile(path=sibling.rfilename, size=sibling.size,  # type: ignore

@@ -237,7 +237,7 @@ class _HubImport:
             with self.hub.fetch_file(self.snap.commit, f, self.workspace.layout.tmp, bar=bar,
                                      label=label) as (path, cached):
                 before = set(seen)
-                check_weight_file(path, relpath, seen)
+                check_weight_file(path, relpath, seen, name=f"{self.where}/{relpath}")
                 _check_index(weight_map, relpath, [n for n in seen if n not in before], self.where)
                 stored = ingest_weight_file(self.workspace, path, relpath, self.parts, origin=f.origin())
             self.reused.update(s.put.digest for s in stored if not s.put.written)

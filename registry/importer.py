@@ -73,15 +73,18 @@ class ManifestParts:
         return total
 
 
-def check_weight_file(path: Path, relpath: str, seen: dict[str, str]) -> None:
-    """Validate one safetensors file before anything is written: header and tensor names."""
-    header = read_header(path)
+def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str | None = None) -> None:
+    """Validate one safetensors file before anything is written: header and tensor names.
+
+    ``name``: what errors call the file, when ``path`` is a temp file (a Hub download)."""
+    header = read_header(path, name=name)
+    shown = name or path
     for spec in header.tensors:
         problem = tensor_name_problem(spec.name)
         if problem:
-            raise SafetensorsError(path, f"tensor name {spec.name!r} is unusable: {problem}")
+            raise SafetensorsError(shown, f"tensor name {spec.name!r} is unusable: {problem}")
         if spec.name in seen:
-            raise SafetensorsError(path, f"tensor {spec.name!r} is also in {seen[spec.name]}")
+            raise SafetensorsError(shown, f"tensor {spec.name!r} is also in {seen[spec.name]}")
         seen[spec.name] = relpath
 
 
@@ -265,6 +268,9 @@ def import_model(
         if revision is not None:
             raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
         return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter)
+    from registry.hub_source import parse_hub_source
+
+    parse_hub_source(source, revision)  # a malformed or hostile id is refused before the Hub client loads
     from registry.hub_import import import_from_hub
 
     return import_from_hub(workspace, source, name=name, revision=revision, token=token,

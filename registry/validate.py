@@ -157,10 +157,18 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
             found.append(finding("object-unreferenced", f"{len(unreferenced)} objects ({size}) are not "
                                  "reached by any registered model; `python main.py gc` removes them",
                                  path=".modelstore/objects"))
+    for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
+                 workspace.models_dir):
+        if path.is_symlink():
+            rel = str(path.relative_to(workspace.root))
+            found.append(finding("store-link", f"{rel} is a symbolic link to {os.readlink(path)}; commands "
+                                 "that write refuse to go through it: move it away", path=rel))
     for stray in stray_entries(workspace.objects):
         rel = str(stray.relative_to(workspace.root))
-        found.append(finding("object-stray", f"{rel} is not named like an object; modelstore leaves it alone",
-                             path=rel))
+        what = (f"is a symbolic link to {os.readlink(stray)}, which modelstore never writes through "
+                "(imports and repairs that need it refuse): move it away" if stray.is_symlink()
+                else "is not named like an object; modelstore leaves it alone")
+        found.append(finding("object-stray", f"{rel} {what}", path=rel))
     temp = (sorted(layout.tmp.iterdir()) if layout.tmp.is_dir() else []) + view_debris(workspace)
     if temp:
         found.append(finding("temp-debris", f"{len(temp)} temp files or folders in .modelstore/tmp and "

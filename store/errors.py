@@ -328,6 +328,17 @@ class HubDownloadError(HubError, OSError):
                                            "(nothing was registered; blobs already stored are reused)")
 
 
+class HubUnsafePathError(HubError, ValueError):
+    """The repo's file listing names a path that could land outside any folder it is fetched into."""
+
+    def __init__(self, repo_id: str, where: str, path: str, problem: str):
+        super().__init__(repo_id, f"{where} lists the unsafe file path {path!r} ({problem})",
+                         "the whole repo is refused and nothing was downloaded; a Hub never lists such "
+                         "paths, so check the endpoint (HF_ENDPOINT) or mirror you are using")
+        self.path = path
+        self.problem = problem
+
+
 class HubIntegrityError(HubError, ValueError):
     """A downloaded file does not hash to what the Hub lists for it (wrong bytes)."""
 

@@ -9,7 +9,10 @@ Funnelling writes through one place gives three things:
   line per step). Unset, the hook costs one global lookup per call.
 
 Nothing here follows a symlink when it removes or replaces: ``unlink`` and ``rmtree`` act
-on the link itself, never on what it points to.
+on the link itself, never on what it points to. Nor does anything act *through* one: every
+operation refuses a path whose folder is a symlink (``UnsafePathError``), since a link
+planted in the store's own folders (``tmp/``, ``objects/ab/``, ``quarantine/``) would
+otherwise redirect a write, rename or delete to wherever it points.
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ def require_real_dir(path: Path) -> None:
         raise UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafePathError(path, "should be a folder but is a file")
+
+
+def _require_real_parent(path: os.PathLike | str) -> None:
+    """Refuse to act on ``path`` when the folder holding it is a link: the act would land there."""
+    require_real_dir(Path(path).parent)
 
 
 def mkdirs(path: Path) -> None:
@@ -211,6 +219,8 @@ def fsync_dir(path: Path) -> None:
 
 def rename(src: Path, dst: Path) -> None:
     """Atomically rename ``src`` onto ``dst`` (replacing a file, or an empty directory)."""
+    _require_real_parent(src)
+    _require_real_parent(dst)
     _step("rename", dst)
     try:
         os.replace(src, dst)
@@ -219,6 +229,8 @@ def rename(src: Path, dst: Path) -> None:
 
 
 def hardlink(src: Path, dst: Path) -> None:
+    _require_real_parent(src)
+    _require_real_parent(dst)
     _step("link", dst)
     try:
         os.link(src, dst, follow_symlinks=False)
@@ -240,6 +252,8 @@ def exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError):
         return False
+    _require_real_parent(a)
+    _require_real_parent(b)
     _step("exchange", b)
     at_fdcwd = -100
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
@@ -251,6 +265,7 @@ def exchange(a: Path, b: Path) -> bool:
 
 
 def symlink(target: str, path: Path) -> None:
+    _require_real_parent(path)
     _step("symlink", path)
     try:
         os.symlink(target, path)
@@ -259,6 +274,7 @@ def symlink(target: str, path: Path) -> None:
 
 
 def unlink(path: Path, missing_ok: bool = True) -> None:
+    _require_real_parent(path)
     _step("unlink", path)
     try:
         os.unlink(path)
@@ -269,6 +285,7 @@ def unlink(path: Path, missing_ok: bool = True) -> None:
 
 def rmtree(path: Path) -> None:
     """Remove a directory tree without following symlinks (a link is removed, not entered)."""
+    _require_real_parent(path)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -282,13 +299,17 @@ def rmtree(path: Path) -> None:
 
 
 def chmod(path: Path, mode: int) -> None:
-    """Set a regular file's mode (repair re-seals objects 0444 with it)."""
+    """Set a regular file's mode (repair re-seals objects 0444 with it); never a link's target."""
+    _require_real_parent(path)
+    if stat.S_ISLNK(os.lstat(path).st_mode):
+        raise UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
     _step("chmod", path)
     os.chmod(path, mode)
 
 
 def touch(path: Path) -> None:
     """Set a file's mtime to now, without following a symlink (gc's grace period uses it)."""
+    _require_real_parent(path)
     _step("utime", path)
     os.utime(path, follow_symlinks=False)
 

@@ -85,6 +85,7 @@ def plan_gc(layout: Layout, keep: set[str], grace_s: float, *, extra_temp: Itera
     ``extra_temp`` adds temp entries that live outside ``.modelstore/tmp`` (the registry's
     half-built or half-removed views under ``models/``).
     """
+    layout.require_no_links()  # objects/ or tmp/ as a link would list (and doom) files outside
     now = time.time() if now is None else now
     plan = GcPlan(grace_s=grace_s, reachable=0)
     for obj in inventory(ObjectStore(layout)):

@@ -23,7 +23,7 @@ import msgspec
 from store import fsops
 from store.codec import Record, decode, encode_canonical
 from store.digest import is_digest
-from store.errors import StoreFormatError
+from store.errors import StoreFormatError, UnsafePathError
 
 FORMAT_VERSION = 1
 HASH_NAME = "blake3"
@@ -123,6 +123,17 @@ class Layout:
                 "open this store with the tool that created it",
             )
 
+    def require_no_links(self) -> None:
+        """Refuse a store whose own folders (or lock file) are links, or folders that are files.
+
+        A link planted there would send writes and deletes outside the store, so commands that
+        change things check this before they start, rather than fail halfway.
+        """
+        for path in (self.store, self.objects, self.tmp, self.quarantine):
+            fsops.require_real_dir(path)
+        if os.path.islink(self.lock_file):
+            raise UnsafePathError(self.lock_file, f"is a symbolic link to {os.readlink(self.lock_file)}")
+
     def create(self) -> None:
         """Create the store (idempotent); an existing store is only checked.
 
@@ -131,8 +142,7 @@ class Layout:
         creating the store at once, or one that crashed half-way, leave it absent or whole,
         never in the state ``check_format`` refuses as foreign or damaged.
         """
-        for path in (self.store, self.objects, self.tmp, self.quarantine):
-            fsops.require_real_dir(path)
+        self.require_no_links()
         if not self.format_file.exists():
             self._create_new()
         self.check_format()

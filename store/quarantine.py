@@ -59,6 +59,10 @@ def _stamp() -> str:
 
 
 def _new_folder(layout: Layout, kind: Kind, label: str) -> Path:
+    # Each level is checked: mkdirs alone would create the new folder through a linked
+    # quarantine/ or quarantine/<kind>/, i.e. outside the store.
+    fsops.mkdirs(layout.quarantine)
+    fsops.mkdirs(layout.quarantine / kind)
     folder = layout.quarantine / kind / f"{_stamp()}-{label[:80]}-{secrets.token_hex(3)}"
     fsops.mkdirs(folder)
     return folder
@@ -74,6 +78,7 @@ def move_aside(layout: Layout, path: Path, kind: Kind, reason: str, *, label: st
     The record is written first, so a crash leaves at worst a record beside an item that
     was never moved (still in place, still reported by validation).
     """
+    fsops.require_real_dir(path.parent)  # before the record: nothing is moved out of a linked folder
     folder = _new_folder(layout, kind, label or path.name)
     record = QuarantineRecord(
         kind=kind, original=_relative(layout, path), moved_at=now_iso(), reason=reason,
@@ -89,6 +94,7 @@ def move_aside(layout: Layout, path: Path, kind: Kind, reason: str, *, label: st
 
 def keep_copy(layout: Layout, path: Path, kind: Kind, reason: str) -> Path:
     """Keep the current bytes of ``path`` in quarantine (a hard link) before it is replaced."""
+    fsops.require_real_dir(path.parent)
     folder = _new_folder(layout, kind, path.name)
     record = QuarantineRecord(kind=kind, original=_relative(layout, path), moved_at=now_iso(),
                               reason=reason, size=_size(path))

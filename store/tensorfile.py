@@ -69,12 +69,17 @@ def sniff_pickle(head: bytes) -> str | None:
     return None
 
 
-def read_header(path: Path | str, file_size: int | None = None, *, fd: int | None = None) -> TensorFileHeader:
-    """Parse and validate a safetensors header; raise ``SafetensorsError`` with the reason."""
-    path = Path(path)
+def read_header(path: Path | str, file_size: int | None = None, *, fd: int | None = None,
+                name: str | None = None) -> TensorFileHeader:
+    """Parse and validate a safetensors header; raise ``SafetensorsError`` with the reason.
+
+    ``name`` is what errors call the file when ``path`` means nothing to the user (a download's
+    temp file): e.g. ``Qwen/Qwen2.5-0.5B@abc123/model.safetensors``.
+    """
     if fd is None:
         with open(path, "rb") as f:
-            return read_header(path, file_size, fd=f.fileno())
+            return read_header(path, file_size, fd=f.fileno(), name=name)
+    path = Path(name) if name is not None else Path(path)
     size = os.fstat(fd).st_size if file_size is None else file_size
     head = os.pread(fd, 8, 0)
     if len(head) < 8:

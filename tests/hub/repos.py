@@ -46,11 +46,12 @@ def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
-def load_files(source: str | Path | Mapping[str, FileSource]) -> dict[str, bytes]:
+def load_files(source: str | Path | Mapping[str, FileSource], *, raw_paths: bool = False) -> dict[str, bytes]:
     """Normalise a folder or a ``{repo path: content}`` mapping to ``{posix path: bytes}``.
 
     A folder is read like ``upload_folder`` would: ``.git/`` and ``.cache/huggingface/`` (the
-    metadata of a ``local_dir`` download) are skipped.
+    metadata of a ``local_dir`` download) are skipped. ``raw_paths`` keeps mapping keys exactly
+    as given (``/etc/x``, ``a/../../b``): what a hostile or broken endpoint could list.
     """
     if isinstance(source, (str, Path)):
         root = Path(source)
@@ -67,7 +68,7 @@ def load_files(source: str | Path | Mapping[str, FileSource]) -> dict[str, bytes
             content = content.read_bytes()
         elif isinstance(content, str):
             content = content.encode()
-        files[path.strip("/")] = bytes(content)
+        files[path if raw_paths else path.strip("/")] = bytes(content)
     return files
 
 

@@ -140,12 +140,14 @@ class HubServer:
         card_data: Mapping | None = None,
         model_tags: Iterable[str] = (),
         message: str = "Initial commit",
+        raw_paths: bool = False,
     ) -> str:
         """Create a repo whose first commit holds ``files`` (a folder or ``{path: content}``).
 
         ``revision`` is the branch created; ``tags`` are git tags on that commit; ``token``
         is the token(s) granted access to a private or gated repo (each becomes a valid
-        token for the whole server). Returns the commit sha (deterministic).
+        token for the whole server); ``raw_paths`` lists the paths exactly as given, hostile ones
+        included (see :func:`~tests.hub.repos.load_files`). Returns the commit sha (deterministic).
         """
         tokens = {token} if isinstance(token, str) else set(token or ())
         card = {**(card_data or {}), **({"license": card_license} if card_license else {})}
@@ -156,7 +158,8 @@ class HubServer:
                                        card_data=card, model_tags=list(model_tags))
             for t in tokens:
                 self.tokens.setdefault(t, "tester")
-            return self.add_commit(repo_id, files, branch=revision, tags=tags, message=message)
+            return self.add_commit(repo_id, files, branch=revision, tags=tags, message=message,
+                                   raw_paths=raw_paths)
 
     def add_commit(
         self,
@@ -169,12 +172,13 @@ class HubServer:
         message: str = "Update files",
         delete: Iterable[str] = (),
         replace: bool = False,
+        raw_paths: bool = False,
     ) -> str:
         """Commit ``files`` on top of ``base`` (default: ``branch``) and move ``branch`` there."""
         with self._lock:
             repo = self.repos[repo_id]
-            commit = repo.commit(load_files(files), branch=branch, base=base, message=message,
-                                 delete=delete, replace=replace)
+            commit = repo.commit(load_files(files, raw_paths=raw_paths), branch=branch, base=base,
+                                 message=message, delete=delete, replace=replace)
             self._blobs.update({f.sha256: f for f in commit.files.values() if f.is_lfs})
             for tag in tags:
                 repo.tags[tag] = commit.sha

@@ -29,6 +29,7 @@ from store.errors import (
     HubIntegrityError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
+    HubUnsafePathError,
     LicenseNotAcknowledgedError,
     ModelExistsError,
     ModelLoadError,
@@ -295,22 +296,42 @@ def test_pickle_only_repo_is_refused_without_fetching_anything(workspace, hub_se
     assert_store_clean(workspace)
 
 
-def test_pickle_remote_code_and_hostile_paths_are_never_fetched(workspace, hub_server, tiny_model):
+def test_pickle_remote_code_and_subfolders_are_never_fetched(workspace, hub_server, tiny_model):
     folder = tiny_model()
     hub_server.add_repo(REPO, {**{p.name: p for p in folder.iterdir()}, "pytorch_model.bin": b"\x80\x04x",
                                "modeling_evil.py": "import os; os.system('touch PWNED')",
-                               "../escape.json": "{}", ".git/config": "[core]", "sub/notes.md": "hi"},
+                               "sub/notes.md": "hi", ".gitattributes": "*.bin filter=lfs"},
                         card_license="mit")
     reporter = RecordingReporter()
     result = run_import(workspace, reporter=reporter)
     fetched = {r.file for r in hub_server.requests.file_requests(method="*")}
-    assert fetched.isdisjoint({"pytorch_model.bin", "modeling_evil.py", "../escape.json", ".git/config",
-                               "sub/notes.md"})
+    assert fetched.isdisjoint({"pytorch_model.bin", "modeling_evil.py", "sub/notes.md", ".gitattributes"})
     assert result.skipped["modeling_evil.py"] == "remote code is never run"
     assert ("warning", "skipped pytorch_model.bin: pickle weights are never loaded") in reporter.lines
     assert sorted(p.name for p in (workspace.root / "models/Tiny").iterdir()) == sorted(
         ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "weights",
          "model.safetensors.index.json", "metadata.json"])
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("../escape.json", "it has an empty, '.' or '..' component"),
+    (".git/config", "it is inside .git"),
+    ("/etc/x", "it is absolute"),
+    ("C:\\x", "it is absolute"),
+    ("..\\x", "it contains a backslash"),
+    ("a/../../b", "it has an empty, '.' or '..' component"),
+])
+def test_a_hostile_path_in_the_listing_refuses_the_repo_before_any_download(workspace, hub_server, tiny_model,
+                                                                          path, problem):
+    folder = tiny_model()
+    hub_server.add_repo(REPO, {**{p.name: p for p in folder.iterdir()}, path: "{}"}, card_license="mit",
+                        raw_paths=True)
+    with pytest.raises(HubUnsafePathError) as info:
+        run_import(workspace)
+    assert (info.value.path, info.value.problem) == (path, problem)
+    assert f"lists the unsafe file path {path!r} ({problem})" in str(info.value)
+    assert hub_server.requests.file_requests(method="*") == []
+    assert_store_clean(workspace)
 
 
 def test_not_enough_disk_space_is_refused_before_downloading(workspace, hub_server, tiny_model, monkeypatch):
