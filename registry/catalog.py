@@ -214,9 +214,13 @@ def _entry_of_view(workspace: Workspace, name: str, manifest: Manifest,
     except (OSError, ValueError, KeyError, TypeError, ModelStoreError):
         return None
     candidate = msgspec.structs.replace(entry, manifest=digest, created_at=created_at)
-    if not other.same_version(manifest) or check_view(workspace, candidate, other):
+    if not other.same_version(manifest):
         return None
-    return candidate
+    try:
+        problems = check_view(workspace, candidate, other)
+    except OSError:  # the view went while it was read (a delete without the lock)
+        return None
+    return None if problems else candidate
 
 
 def _same_version(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> bool:

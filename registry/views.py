@@ -157,23 +157,27 @@ def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest, *
 
 
 def _swap_into_place(staging: Path, final: Path, replace: bool) -> bool:
-    if not os.path.lexists(final):
+    while True:
+        if not os.path.lexists(final):
+            try:
+                fsops.rename(staging, final)
+                return True
+            except OSError as e:  # another writer's view took the place since the check
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        if not replace:
+            return False
         try:
-            fsops.rename(staging, final)
-            return True
-        except OSError as e:  # another writer's view took the place since the check
-            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-    if not replace:
-        return False
-    if os.path.isdir(final) and not os.path.islink(final) and fsops.exchange(staging, final):
-        fsops.rmtree(staging)  # staging now holds the old view
+            if os.path.isdir(final) and not os.path.islink(final) and fsops.exchange(staging, final):
+                fsops.rmtree(staging)  # staging now holds the old view
+                return True
+            old = final.with_name(f".old-{final.name}-{os.getpid()}")
+            fsops.rename(final, old)
+        except FileNotFoundError:
+            continue  # the old view went since the check (a delete without the lock): place ours
+        fsops.rename(staging, final)
+        fsops.rmtree(old)
         return True
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
-    fsops.rename(final, old)
-    fsops.rename(staging, final)
-    fsops.rmtree(old)
-    return True
 
 
 def view_is_disposable(workspace: Workspace, name: str) -> bool:
@@ -191,11 +195,16 @@ def view_is_disposable(workspace: Workspace, name: str) -> bool:
     if os.path.islink(view) or not os.path.isdir(view):
         return False
     objects = str(workspace.layout.objects) + os.sep
-    for dirpath, dirnames, filenames in os.walk(view):  # (a folder gone mid-walk is skipped)
+    # What goes while it is read is skipped: a view being deleted, or swapped, right now.
+    for dirpath, dirnames, filenames in os.walk(view):
         for entry in dirnames + filenames:
             path = os.path.join(dirpath, entry)
             if os.path.islink(path):
-                if not os.path.normpath(os.path.join(dirpath, os.readlink(path))).startswith(objects):
+                try:
+                    target = os.path.normpath(os.path.join(dirpath, os.readlink(path)))
+                except FileNotFoundError:
+                    continue
+                if not target.startswith(objects):
                     return False
             elif os.path.isdir(path) or not os.path.lexists(path):
                 continue

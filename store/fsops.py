@@ -284,7 +284,11 @@ def unlink(path: Path, missing_ok: bool = True) -> None:
 
 
 def rmtree(path: Path) -> None:
-    """Remove a directory tree without following symlinks (a link is removed, not entered)."""
+    """Remove a directory tree without following symlinks (a link is removed, not entered).
+
+    What is already gone is fine, at any depth: gc removes temp entries whose writer may
+    rename or remove them at the same moment.
+    """
     _require_real_parent(path)
     try:
         st = os.lstat(path)
@@ -292,10 +296,15 @@ def rmtree(path: Path) -> None:
         return
     _step("rmtree", path)
     if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
+        unlink(path)
         return
     # Read-only directories would stop the walk; our own trees are writable by the owner.
-    shutil.rmtree(path)
+    shutil.rmtree(path, onerror=_unless_missing)
+
+
+def _unless_missing(function, path, exc_info) -> None:
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
 
 
 def chmod(path: Path, mode: int) -> None:

@@ -16,6 +16,12 @@ the losing side of every race is put in the state it was in, then run.
    its digest, not the registered one).
 7. gc --grace 0 taking an import's fresh objects failed it with "No such file or directory
    ... check the path and permissions" or "run validate-registry --fix".
+8. gc failed ("No such file or directory") when a temp file it was removing was renamed
+   into place by its writer at that instant; replacing a view failed the same way when a
+   delete without the lock took the old view at that instant.
+
+Where the losing side must act at one exact step, the test runs that step through the
+project's fault seam (``fsops._step``, which every mutating operation calls first).
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ import registry.importer
 from registry.catalog import _commit, delete_model, register
 from registry.importer import import_folder
 from registry.registry_file import _keep_previous
-from registry.views import remove_view
+from registry.views import build_view, remove_view
+from store import fsops
 from store.digest import digest_bytes
 from store.errors import REMOVED_IN_FLIGHT_HINT, ModelExistsError, ObjectMissingError
+from store.gc import plan_gc, sweep
 from store.layout import Layout
 from store.lock import writer_lock
 from store.objects import ObjectStore, _Batch
@@ -207,3 +215,47 @@ def test_an_object_gone_before_the_commit_is_named_with_the_cause(workspace, tin
         register(workspace, "b", None, result.manifest)
     assert info.value.digest == tensor.digest and info.value.hint == REMOVED_IN_FLIGHT_HINT
     assert sorted(workspace.read_registry().models) == ["a"]
+
+
+# --- 8. a path that goes at the very step that acts on it -----------------------------------------
+
+
+def _at_step(monkeypatch, op: str, action) -> list[str]:
+    """Run ``action(path)`` once, when the first ``op`` step is reached (before it acts)."""
+    real, seen = fsops._step, []
+
+    def step(name, path):
+        if name == op and not seen:
+            seen.append(str(path))
+            action(path)
+        real(name, path)
+
+    monkeypatch.setattr(fsops, "_step", step)
+    return seen
+
+
+def test_gc_sweeping_a_temp_file_its_writer_commits_at_that_instant(tmp_path, monkeypatch):
+    layout = Layout(tmp_path)
+    layout.create()
+    fd, tmp = layout.new_temp("obj")
+    os.close(fd)
+    plan = plan_gc(layout, keep=set(), grace_s=0)
+    assert [d.path for d in plan.temp] == [tmp]
+    committed = tmp_path / "committed"
+    seen = _at_step(monkeypatch, "rmtree", lambda path: os.rename(path, committed))
+    result = sweep(layout, plan)
+    assert seen == [str(tmp)] and committed.exists()
+    assert result.removed_temp == 1 and list(layout.tmp.iterdir()) == []
+
+
+def test_replacing_a_view_that_a_delete_takes_at_that_instant_places_the_new_one(workspace, tiny_model,
+                                                                                monkeypatch):
+    import_folder(workspace, tiny_model(seed=1, name="one"), name="m")
+    other = import_folder(workspace, tiny_model(seed=2, name="two"), name="other")
+    entry = msgspec.structs.replace(other.entry, model_name="m", local_path="models/m")
+    view = workspace.view_path("m")
+    taken = workspace.root / "taken-by-delete"
+    seen = _at_step(monkeypatch, "exchange", lambda path: os.rename(path, taken))
+    assert build_view(workspace, entry, other.manifest) is True
+    assert seen == [str(view)] and taken.is_dir()
+    assert os.readlink(view / "config.json") == os.readlink(workspace.view_path("other") / "config.json")
