@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast bench reliability clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,9 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+reliability: $(STAMP)
+	$(PY) -m tests.reliability.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache
