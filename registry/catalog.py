@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from registry.names import validate_name
 from registry.registry_file import RegistryEntry
-from registry.views import build_view, model_file_size, remove_view
+from registry.views import model_file_size, remove_view, view_in_place
 from registry.workspace import Workspace
 from store.errors import (
     Aborted,
@@ -25,6 +25,7 @@ from store.errors import (
     ModelStoreError,
     ModelNotFoundError,
     ObjectMissingError,
+    StoreIOError,
     UsageError,
     ViewMissingError,
 )
@@ -126,10 +127,12 @@ def register(
             fine_tuned_from=fine_tuned_from,
             metadata=summary_metadata(manifest) | (metadata or {}),
         )
-        build_view(workspace, entry, manifest)
-        doc = workspace.read_registry()  # re-read: a writer without the lock may have changed it
-        doc.models[name] = entry
-        workspace.write_registry(doc)
+        # The view is taken back if the registry write fails (a full disk): no unregistered
+        # view is left in the way of running the same command again.
+        with view_in_place(workspace, entry, manifest):
+            doc = workspace.read_registry()  # re-read: a writer without the lock may have changed it
+            doc.models[name] = entry
+            workspace.write_registry(doc)
     return entry
 
 
@@ -221,5 +224,11 @@ def delete_model(
         doc = workspace.read_registry()
         doc.models.pop(name, None)
         workspace.write_registry(doc)  # the commit point
-        view_removed = remove_view(workspace, name) if delete_files else False
+        try:
+            view_removed = remove_view(workspace, name) if delete_files else False
+        except StoreIOError as e:
+            raise e.after_commit(
+                f"{name!r} is deleted, but removing its view {entry.local_path}/ failed; free some disk "
+                "space, then `python main.py validate-registry` lists what is left and how to remove it"
+            ) from e
     return DeleteResult(entry=entry, view_removed=view_removed, children=children)

@@ -85,11 +85,29 @@ class Layout:
     def exists(self) -> bool:
         return self.format_file.exists() or self.store.is_dir()
 
+    def unfinished(self) -> bool:
+        """True for a store whose creation stopped before FORMAT was written.
+
+        ``create`` writes FORMAT last, so a full disk or a crash in the middle of it leaves
+        ``.modelstore/`` with empty folders and no marker. Such a store holds no object yet:
+        it is accepted as empty and ``create`` completes it, rather than refused for good.
+        """
+        if self.format_file.exists() or self.format_file.is_symlink():
+            return False
+        for folder in (self.objects, self.quarantine):
+            if folder.is_symlink() or (folder.is_dir() and any(os.scandir(folder))):
+                return False
+            if folder.exists() and not folder.is_dir():
+                return False
+        return True
+
     def check_format(self) -> None:
         """Refuse a store this code cannot read, naming both format versions."""
         try:
             data = self.format_file.read_bytes()
         except FileNotFoundError:
+            if self.unfinished():
+                return
             raise StoreFormatError(
                 self.format_file,
                 f"{self.store} has no FORMAT marker",

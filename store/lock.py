@@ -25,7 +25,7 @@ def writer_lock(layout: Layout, on_wait: Callable[[], None] | None = None) -> It
         yield
         return
     fsops.mkdirs(layout.store)
-    fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = fsops.open_lock_file(layout.lock_file)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -42,8 +42,22 @@ def test_missing_or_garbled_marker_is_refused(tmp_path):
     with pytest.raises(StoreFormatError, match="is unreadable"):
         layout.check_format()
     layout.format_file.unlink()
+    (layout.objects / "ab").mkdir()  # a store that holds something: never taken as new
     with pytest.raises(StoreFormatError, match="has no FORMAT marker"):
         layout.check_format()
+
+
+def test_a_store_whose_creation_stopped_before_its_marker_is_completed(tmp_path):
+    """A full disk (or a crash) in create() leaves empty folders and no FORMAT: that store
+    holds nothing, so it is accepted as empty and the next create() finishes it."""
+    layout = Layout(tmp_path)
+    layout.objects.mkdir(parents=True)
+    layout.tmp.mkdir()
+    assert layout.unfinished()
+    layout.check_format()
+    layout.create()
+    assert layout.format_file.read_text() == '{"format":1,"hash":"blake3"}\n'
+    assert not layout.unfinished() and layout.quarantine.is_dir()
 
 
 def test_digest_path_round_trip(tmp_path):
