@@ -19,6 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +29,14 @@ from registry.names import validate_name
 from registry.registry_check import lost_registry
 from registry.registry_file import RegistryDoc, RegistryEntry, previous_path, read_registry
 from registry.view_check import leftover_view
-from registry.views import METADATA_FILENAME, build_view, model_file_size, remove_view, view_is_disposable
+from registry.views import (
+    METADATA_FILENAME,
+    build_view,
+    model_file_size,
+    remove_view,
+    view_in_place,
+    view_is_disposable,
+)
 from registry.workspace import Workspace
 from store import fsops
 from store.digest import digest_bytes, is_digest
@@ -41,6 +49,7 @@ from store.errors import (
     REMOVED_IN_FLIGHT_HINT,
     ObjectMissingError,
     RegistryError,
+    StoreIOError,
     UsageError,
     ViewMissingError,
 )
@@ -160,16 +169,20 @@ def register(
             put_manifest(workspace.objects, manifest)
         entry = adopted or entry
         _check_objects(workspace, entry.manifest, manifest)
-        # Into an empty place only, unless another version's view is there to replace: a
-        # view placed meanwhile (by a writer without the lock) may be this version's.
-        if adopted is None and not build_view(workspace, entry, manifest, replace=os.path.lexists(view)):
-            adopted = _entry_of_view(workspace, name, manifest, entry)
-            if adopted is None:
-                build_view(workspace, entry, manifest)
-            entry = adopted or entry
-        doc = workspace.read_registry()  # re-read: a writer without the lock may have changed it
-        doc.models[name] = entry
-        _commit(workspace, doc)
+        # A view this call places is taken back if the registry write fails (a full disk), so
+        # no unregistered view is left in the way of running the same command again.
+        with ExitStack() as placed_views:
+            # Into an empty place only, unless another version's view is there to replace: a
+            # view placed meanwhile (by a writer without the lock) may be this version's.
+            if adopted is None and not placed_views.enter_context(
+                    view_in_place(workspace, entry, manifest, replace=os.path.lexists(view))):
+                adopted = _entry_of_view(workspace, name, manifest, entry)
+                if adopted is None:
+                    placed_views.enter_context(view_in_place(workspace, entry, manifest))
+                entry = adopted or entry
+            doc = workspace.read_registry()  # re-read: a writer without the lock may have changed it
+            doc.models[name] = entry
+            _commit(workspace, doc)
     return entry
 
 
@@ -196,7 +209,10 @@ def _commit(workspace: Workspace, doc: RegistryDoc) -> None:
                 manifest = workspace.manifest(entry.manifest)
             except ModelStoreError:
                 continue
-            build_view(workspace, entry, manifest)
+            try:
+                build_view(workspace, entry, manifest)
+            except StoreIOError as e:
+                raise e.after_commit() from e
 
 
 def _entry_of_view(workspace: Workspace, name: str, manifest: Manifest,
@@ -316,7 +332,13 @@ def delete_model(
         doc = workspace.read_registry()
         doc.models.pop(name, None)
         _commit(workspace, doc)
-        view_removed = remove_view(workspace, name) if delete_files else False
+        try:
+            view_removed = remove_view(workspace, name) if delete_files else False
+        except StoreIOError as e:
+            raise e.after_commit(
+                f"{name!r} is deleted, but removing its view {entry.local_path}/ failed; free some disk "
+                "space, then `python main.py validate-registry` lists what is left and how to remove it"
+            ) from e
     return DeleteResult(entry=entry, view_removed=view_removed, children=children)
 
 

@@ -17,7 +17,7 @@ import msgspec
 from store import fsops
 from store.codec import DuplicateKeyError, Record, check_no_duplicate_keys, decode, encode_pretty
 from store.digest import is_digest
-from store.errors import RegistryError
+from store.errors import RegistryError, StoreIOError
 from store.manifest import Source
 
 SCHEMA_VERSION = 1
@@ -99,19 +99,22 @@ def write_registry(doc: RegistryDoc, path: Path, tmp_dir: Path) -> None:
     data = encode_registry(doc)
     fd, tmp = fsops.create_temp(tmp_dir, "registry")
     try:
-        fsops.write_all(fd, data, tmp)
-        os.fchmod(fd, 0o644)
-        fsops.fsync(fd, tmp)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            fsops.write_all(fd, data, tmp)
+            os.fchmod(fd, 0o644)
+            fsops.fsync(fd, tmp)
+        finally:
+            os.close(fd)
         fsops.mkdirs(path.parent)
         _keep_previous(path, tmp_dir)
         fsops.rename(tmp, path)  # the commit point of every registry change
     except BaseException:
-        fsops.unlink(tmp)
+        fsops.unlink(tmp)  # a failed write leaves no temp file behind
         raise
-    fsops.fsync_dir(path.parent)
+    try:
+        fsops.fsync_dir(path.parent)
+    except StoreIOError as e:  # after the commit: say so, and let nobody roll back
+        raise e.after_commit() from e
 
 
 def previous_path(path: Path) -> Path:
@@ -133,7 +136,11 @@ def _keep_previous(path: Path, tmp_dir: Path) -> None:
         fsops.hardlink(path, link)
     except FileNotFoundError:
         return
-    fsops.rename(link, previous_path(path))
+    try:
+        fsops.rename(link, previous_path(path))
+    except BaseException:
+        fsops.unlink(link)
+        raise
     if os.path.lexists(link):
         # rename() of a file onto another link to the same inode does nothing and succeeds:
         # two writers without the lock keeping the same generation. The link is debris.

@@ -14,13 +14,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store import fsops
-from store.errors import ModelStoreError
+from store.errors import ModelStoreError, StoreIOError
 from store.manifest import Manifest
 
 WEIGHTS_DIR = "weights"
@@ -125,6 +128,22 @@ def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest, *
     With ``replace=False`` it only takes the place if nothing is there (one atomic rename:
     of two writers, exactly one wins) and returns False, changing nothing, if something is.
     """
+    with view_in_place(workspace, entry, manifest, replace=replace) as placed:
+        return placed
+
+
+@contextmanager
+def view_in_place(workspace: Workspace, entry: RegistryEntry, manifest: Manifest, *,
+                  replace: bool = True) -> Iterator[bool]:
+    """Build the view of ``entry`` and swap it into ``models/<name>`` for the ``with`` body;
+    yields whether it was placed (see ``build_view`` for ``replace``).
+
+    If the body fails (the registry write that should commit the view, on a full disk),
+    the view is taken back: the previous one is put back in place, or a view that had no
+    predecessor is removed, so a failed registration leaves ``models/`` as it was and the
+    same command can simply be run again. An error the body raises after its own commit
+    point (``committed``) takes nothing back. Once the body succeeds, the old view goes.
+    """
     name = entry.model_name
     spec = expected_view(entry, manifest)
     final = workspace.view_path(name)
@@ -145,39 +164,69 @@ def build_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest, *
                 os.close(fd)
             fsops.rename(tmp, staging / relpath)
         fsops.fsync_dir(staging)
-        placed = _swap_into_place(staging, final, replace)
+        placed, old = _swap_into_place(staging, final, replace)
     except BaseException:
         fsops.rmtree(staging)
         raise
     if not placed:
         fsops.rmtree(staging)
-        return False
-    fsops.fsync_dir(workspace.models_dir)
-    return True
+        yield False
+        return
+    try:
+        yield True
+    except BaseException as error:
+        if not getattr(error, "committed", False):
+            _take_back(final, old)
+        raise
+    try:  # the view is in place (and, for register, committed): only cleanup is left
+        if old is not None:
+            fsops.rmtree(old)
+        fsops.fsync_dir(workspace.models_dir)
+    except StoreIOError as e:
+        raise e.after_commit() from e
 
 
-def _swap_into_place(staging: Path, final: Path, replace: bool) -> bool:
+def _swap_into_place(staging: Path, final: Path, replace: bool) -> tuple[bool, Path | None]:
+    """Put ``staging`` at ``final``: (placed, where the view it replaced now is, or None)."""
     while True:
         if not os.path.lexists(final):
             try:
                 fsops.rename(staging, final)
-                return True
+                return True, None
             except OSError as e:  # another writer's view took the place since the check
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
         if not replace:
-            return False
+            return False, None
         try:
             if os.path.isdir(final) and not os.path.islink(final) and fsops.exchange(staging, final):
-                fsops.rmtree(staging)  # staging now holds the old view
-                return True
+                return True, staging  # staging now holds the old view
             old = final.with_name(f".old-{final.name}-{os.getpid()}")
             fsops.rename(final, old)
         except FileNotFoundError:
             continue  # the old view went since the check (a delete without the lock): place ours
-        fsops.rename(staging, final)
-        fsops.rmtree(old)
-        return True
+        try:
+            fsops.rename(staging, final)
+        except BaseException:
+            fsops.rename(old, final)  # never leave the name without its view
+            raise
+        return True, old
+
+
+def _take_back(final: Path, old: Path | None) -> None:
+    """Undo ``_swap_into_place``. Its own failure must not hide the error that caused it:
+    what it leaves is an unregistered view or debris, which validate-registry reports."""
+    with suppress(OSError):
+        if old is None:
+            fsops.rmtree(final)
+        elif not fsops.exchange(old, final):
+            aside = final.with_name(f".deleted-{final.name}-{os.getpid()}.tmp")
+            fsops.rename(final, aside)
+            fsops.rename(old, final)
+            old = aside
+        if old is not None:
+            fsops.rmtree(old)
+        fsops.fsync_dir(final.parent)
 
 
 def view_is_disposable(workspace: Workspace, name: str) -> bool:
@@ -225,14 +274,16 @@ def remove_view(workspace: Workspace, name: str) -> bool:
     path = workspace.view_path(name)
     if not os.path.lexists(path):
         return False
-    doomed = fsops.make_temp_dir(workspace.models_dir, f".deleted-{name}")
-    fsops.rename(path, doomed / "view")
+    # One rename out of the way, then the removal: nothing new is allocated, so a full disk
+    # cannot stop it half-way, and a crash leaves debris (".deleted-") that gc sweeps.
+    doomed = workspace.models_dir / f".deleted-{name}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    fsops.rename(path, doomed)
     try:
         wanted = name in workspace.read_registry().models
     except ModelStoreError:
         wanted = False  # validate-registry's business; this delete has committed
     if wanted and not os.path.lexists(path):
-        fsops.rename(doomed / "view", path)
+        fsops.rename(doomed, path)
     fsops.rmtree(doomed)
     fsops.fsync_dir(workspace.models_dir)
     return not wanted

@@ -76,23 +76,38 @@ class CorruptObjectError(ModelStoreError, ValueError):
 
 
 class StoreIOError(ModelStoreError, OSError):
-    """A filesystem operation of the store failed (disk full, permissions, ...)."""
+    """A filesystem operation of the store failed (disk full, permissions, ...).
 
-    def __init__(self, path: Path | str, cause: OSError):
+    ``committed``: the step failed after the command's commit point (the registry replace),
+    so the change is made and stays: the hint says so instead of "nothing was registered",
+    and nothing may be rolled back.
+    """
+
+    def __init__(self, path: Path | str, cause: OSError, *, hint: str | None = None,
+                 committed: bool = False):
         import errno as _errno
 
         name = _errno.errorcode.get(cause.errno or 0, "error")
-        hint = {
+        if committed and hint is None:
+            hint = ("the change itself was made and stays, but may not survive a power failure; "
+                    "free some disk space, then run `python main.py validate-registry`")
+        hint = hint or {
             _errno.ENOSPC: "free some disk space and run the command again (nothing was registered)",
             _errno.EDQUOT: "free some quota and run the command again (nothing was registered)",
             _errno.EACCES: "check the permissions of the store folder",
             _errno.EROFS: "the store is on a read-only filesystem",
         }.get(cause.errno or 0, "check the path and run the command again")
         super().__init__(f"{name}: {cause.strerror or cause} at {path}", hint)
+        self.committed = committed
         self.errno = cause.errno
         self.strerror = cause.strerror
         self.filename = str(path)
         self.path = Path(path)
+
+    def after_commit(self, hint: str | None = None) -> StoreIOError:
+        """The same failure, raised by a step that ran after the command's commit point."""
+        return StoreIOError(self.path, OSError(self.errno, self.strerror, self.filename), hint=hint,
+                            committed=True)
 
 
 class UnsafePathError(ModelStoreError, OSError):

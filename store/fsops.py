@@ -125,13 +125,17 @@ def make_temp_dir(directory: Path, prefix: str) -> Path:
 
 def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
     _step("write", path)
-    view = memoryview(data)
-    try:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-    except OSError as e:
-        raise _wrap(path, e) from e
+    # Released on the way out, error or not: the traceback of an error keeps this frame
+    # alive, and a view still pointing into the caller's mmap would make closing the map
+    # fail with BufferError, hiding the real error (a full disk) behind a traceback.
+    with memoryview(data) as view, view.cast("B") as whole:
+        done = 0
+        try:
+            while done < len(whole):
+                with whole[done:] as rest:
+                    done += os.write(fd, rest)
+        except OSError as e:
+            raise _wrap(path, e) from e
 
 
 def truncate(fd: int, size: int, path: Path) -> None:
@@ -210,11 +214,14 @@ def fsync(fd: int, path: Path) -> None:
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
     _step("fsync", path)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise _wrap(path, e) from e
 
 
 def rename(src: Path, dst: Path) -> None:
@@ -281,6 +288,8 @@ def unlink(path: Path, missing_ok: bool = True) -> None:
     except FileNotFoundError:
         if not missing_ok:
             raise
+    except OSError as e:
+        raise _wrap(path, e) from e
 
 
 def rmtree(path: Path) -> None:
@@ -295,11 +304,16 @@ def rmtree(path: Path) -> None:
     except FileNotFoundError:
         return
     _step("rmtree", path)
-    if not stat.S_ISDIR(st.st_mode):
-        unlink(path)
+    try:
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(path)
+            return
+        # Read-only directories would stop the walk; our own trees are writable by the owner.
+        shutil.rmtree(path, onerror=_unless_missing)
+    except FileNotFoundError:
         return
-    # Read-only directories would stop the walk; our own trees are writable by the owner.
-    shutil.rmtree(path, onerror=_unless_missing)
+    except OSError as e:
+        raise _wrap(path, e) from e
 
 
 def _unless_missing(function, path, exc_info) -> None:
@@ -313,14 +327,45 @@ def chmod(path: Path, mode: int) -> None:
     if stat.S_ISLNK(os.lstat(path).st_mode):
         raise UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
     _step("chmod", path)
-    os.chmod(path, mode)
+    try:
+        os.chmod(path, mode)
+    except OSError as e:
+        raise _wrap(path, e) from e
 
 
 def touch(path: Path) -> None:
     """Set a file's mtime to now, without following a symlink (gc's grace period uses it)."""
     _require_real_parent(path)
     _step("utime", path)
-    os.utime(path, follow_symlinks=False)
+    try:
+        os.utime(path, follow_symlinks=False)
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+def open_lock_file(path: Path) -> int:
+    """Open the writer lock's file read-write, creating it (a mutating step) if it is absent.
+
+    O_NOFOLLOW: a lock file planted as a link must not create or open a file elsewhere.
+    """
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise _unsafe_or_wrapped(path, e) from None
+    _step("create", path)
+    try:
+        return os.open(path, flags | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _unsafe_or_wrapped(path, e) from None
+
+
+def _unsafe_or_wrapped(path: Path, error: OSError) -> OSError:
+    if error.errno == errno.ELOOP:
+        return UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
+    return _wrap(path, error)
 
 
 def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:

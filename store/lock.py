@@ -9,13 +9,12 @@ reliability suite) concurrent writers can only duplicate work, never corrupt the
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from store.errors import UnsafePathError
+from store import fsops
 from store.layout import Layout
 
 
@@ -26,14 +25,7 @@ def writer_lock(layout: Layout, on_wait: Callable[[], None] | None = None) -> It
         yield
         return
     layout.create()  # the lock file lives in the store: never make a store without its FORMAT
-    try:
-        # O_NOFOLLOW: a lock file planted as a link must not create or open a file elsewhere.
-        fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            target = os.readlink(layout.lock_file)
-            raise UnsafePathError(layout.lock_file, f"is a symbolic link to {target}") from None
-        raise
+    fd = fsops.open_lock_file(layout.lock_file)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

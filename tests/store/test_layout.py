@@ -42,6 +42,7 @@ def test_missing_or_garbled_marker_is_refused(tmp_path):
     with pytest.raises(StoreFormatError, match="is unreadable"):
         layout.check_format()
     layout.format_file.unlink()
+    (layout.objects / "ab").mkdir()  # a store that holds something: never taken as new
     with pytest.raises(StoreFormatError, match="has no FORMAT marker"):
         layout.check_format()
 
