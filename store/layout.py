@@ -98,7 +98,7 @@ class Layout:
                 return False
             return "tmp" not in entries or all(name.startswith(f"{self.format_file.name}-")
                                                for name in os.listdir(self.tmp))
-        except NotADirectoryError:
+        except OSError:  # not a folder, unreadable: not something create() left
             return False
 
     def check_format(self) -> None:
