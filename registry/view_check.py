@@ -79,8 +79,9 @@ def check_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest | 
 def view_version(workspace: Workspace, name: str) -> tuple[str, Manifest] | None:
     """The version ``models/<name>`` is exactly the view of, by its own metadata.json, or None.
 
-    None unless metadata.json names this model and a readable manifest in the store, and the
-    view matches that manifest exactly (only its links and generated files, nothing else).
+    None unless metadata.json names this model and a readable manifest in the store whose
+    objects are all present, and the view matches that manifest exactly (only its links and
+    generated files, nothing else): a view that loads.
     """
     try:
         meta = json.loads((workspace.view_path(name) / METADATA_FILENAME).read_bytes())
@@ -98,6 +99,8 @@ def view_version(workspace: Workspace, name: str) -> tuple[str, Manifest] | None
         entry = msgspec.convert({**fields, "model_name": name, "manifest": digest,
                                  "local_path": workspace.view_relpath(name)}, RegistryEntry)
     except (ModelStoreError, OSError, msgspec.ValidationError):
+        return None
+    if any(workspace.objects.size(d) != size for d, size in manifest.expected_sizes().items()):
         return None
     return (digest, manifest) if not _compare_view(workspace, entry, manifest) else None
 

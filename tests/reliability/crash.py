@@ -14,7 +14,9 @@ After each crash the store must keep its promise (``invariants.check_store``: no
 error, every object hashes to its name, the sources byte-identical) and no registry entry
 may point at anything missing; then the same command is run again without a fault: it must
 exit 0, and leave a sound store holding what an uninterrupted run leaves (the scenario's
-``expect``). The figures come back as a dict (see ``Figures``) for the tests and the README.
+``expect``; that check runs the library's validation in this process: ``sound``). The
+figures come back as a dict (see ``Figures``) for the tests and the README, and
+``assert_crash_safe`` is what every test asserts about them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class _Run:
     returncode: int
     steps: list[tuple[str, str]]  # (op, path) of every mutating step begun
     stderr: str
+    wall_s: float
+    first_step_s: float | None  # when its first mutating step began (timed runs only)
 
 
 class _Bench:
@@ -86,12 +90,18 @@ class _Bench:
         self.base.mkdir(parents=True)
         scenario.setup(self.base)
         (self.base / WS).mkdir(exist_ok=True)
+        objects = self.base / WS / ".modelstore" / "objects"
+        if objects.is_dir():
+            # Every fan-out folder exists up front, so each trial takes the steps the
+            # uninterrupted run took (a blob holding a timestamp, such as a manifest, could
+            # otherwise need a new folder in one run and not another).
+            for fan in range(256):
+                (objects / f"{fan:02x}").mkdir(exist_ok=True)
         self.source_digests = [(self.base / s, tree_digest(self.base / s)) for s in scenario.sources]
         self.trial_count = 0
-        started = time.perf_counter()
         self.reference = self.fresh_root("reference")
         first = self.run(self.reference, fault="count", timing=True)
-        self.duration = time.perf_counter() - started
+        self.first_step_s, self.duration = first.first_step_s, first.wall_s
         if first.returncode != 0:
             raise RuntimeError(f"{scenario.name}: the uninterrupted run failed: {first.stderr[-2000:]}")
         self.baseline = first.steps
@@ -113,13 +123,13 @@ class _Bench:
         log = root.parent / "steps.log"
         log.unlink(missing_ok=True)
         argv = cli_args(root, *(args if args is not None else self.scenario.command(self.base)))
-        started = time.perf_counter()
+        started, first_step = time.perf_counter(), None
         proc = subprocess.Popen(argv, env=self.env(fault, log), cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         try:
             if timing:
-                self.first_step_s = self._first_step(proc, log, started)
+                first_step = self._first_step(proc, log, started)
             if kill_after is not None:
                 time.sleep(kill_after)
                 try:
@@ -127,12 +137,24 @@ class _Bench:
                 except ProcessLookupError:
                     pass
             _, stderr = proc.communicate(timeout=self.scenario.timeout)
+            wall = time.perf_counter() - started
         finally:
             _kill_group(proc)
         steps = []
         if log.exists():
             steps = [tuple(line.split("\t")[1:3]) for line in log.read_text().splitlines()]
-        return _Run(proc.returncode, steps, stderr)
+        return _Run(proc.returncode, steps, stderr, wall, first_step)
+
+    def time_again(self, runs: int) -> None:
+        """Time ``runs`` more uninterrupted runs and keep the fastest figures: a run slowed by
+        a busy machine would put the kill window past the end of most trials."""
+        for i in range(runs):
+            root = self.fresh_root(f"timing-{i}")
+            timed = self.run(root, fault="count", timing=True)
+            shutil.rmtree(root.parent, ignore_errors=True)
+            if timed.returncode == 0:
+                self.first_step_s = min(self.first_step_s, timed.first_step_s)
+                self.duration = min(self.duration, timed.wall_s)
 
     @staticmethod
     def _first_step(proc: subprocess.Popen, log: Path, started: float) -> float:
@@ -261,6 +283,7 @@ def run_random_kills(scenario: Scenario, trials: int, seed: int, workdir: Path |
     try:
         bench = _Bench(scenario, folder)
         figures = Figures(scenario.name, "random", steps_total=len(bench.baseline))
+        bench.time_again(2)
         rng = random.Random(seed)
         low, high = 0.8 * bench.first_step_s, 1.05 * bench.duration
         for _ in range(trials):

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from tests.reliability.crash import WS, Scenario
-from tests.reliability.invariants import ROOT, cli_args, cli_env
 
 _BUILT: dict[int, Path] = {}
 
@@ -218,13 +216,20 @@ def train_resume() -> Scenario:
     checkpoint must hold exactly the tensors of an uninterrupted run (resume is exact)."""
 
     def setup(base: Path) -> None:
+        import torch
+
+        from registry.workspace import Workspace
+        from training.train import train
+
         _import(base, "src", "base", seed=1)
         (base / "first.toml").write_text(_TRAIN.format(max_steps=2))
         (base / "ft.toml").write_text(_TRAIN.format(max_steps=6))
-        first = subprocess.run(cli_args(base / WS, "train", "--config", str(base / "first.toml")),
-                               env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
-        if first.returncode != 0:
-            raise RuntimeError(f"the first training run failed: {first.stderr[-2000:]}")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a tiny model: threads only add overhead
+        try:  # in this process: a CLI run would start torch once more
+            train(Workspace.open(base / WS), base / "first.toml")
+        finally:
+            torch.set_num_threads(threads)
 
     return Scenario(
         name="train", setup=setup,

@@ -127,6 +127,7 @@ def test_overwrite_killed_before_its_commit_leaves_a_note_that_gc_and_fix_respec
     gc = run_cli(root, "gc", "--grace", "0")  # keeps the objects that view links to
     assert gc.returncode == 0, gc.stderr
     assert check_store(root) == [] and ws.objects.exists(shown)
+    assert all(link.exists() for link in (root / "models" / "a").rglob("*"))  # the view still loads
     fixed = run_cli(root, "validate-registry", "--fix", "-y")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert json.loads((root / "models" / "a" / "metadata.json").read_text())["manifest"] == registered
