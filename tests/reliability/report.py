@@ -70,12 +70,14 @@ def print_concurrency(workdir: Path) -> None:
 
 
 def print_diskfull(workdir: Path) -> None:
-    from tests.reliability.diskfull import report_rows
+    from tests.reliability.diskfull import run_enospc_steps
+    from tests.reliability.diskfull_scenarios import SCENARIOS
 
-    print("| disk full | steps | clear errors | corrupted stores | registry changed | failed retries |\n"
-          "|---|---|---|---|---|---|")
-    for row in report_rows(workdir):
-        print(f"| {row['scenario']} | {row['steps']} | {row['clear_errors']} | {row['corrupted']} | "
+    print("| ENOSPC injected at every step | steps | clear errors | corrupted stores | registry changed | "
+          "failed retries |\n|---|---|---|---|---|---|")
+    for name in SCENARIOS:
+        row = run_enospc_steps(name, None, workdir / name)
+        print(f"| {name} | {row['injected']} | {row['clear_errors']} | {row['corrupted']} | "
               f"{row['registry_changed']} | {row['retry_failures']} |")
     print()
 
