@@ -23,7 +23,6 @@ can be deleted again.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -34,9 +33,9 @@ from registry.names import name_problem
 from registry.registry_file import (
     SCHEMA_VERSION, RegistryDoc, RegistryEntry, parse_registry, previous_path,
 )
-from registry.views import METADATA_FILENAME
+from registry.views import view_metadata
 from registry.workspace import Workspace
-from store.digest import digest_bytes, is_digest
+from store.digest import digest_bytes
 from store.errors import ModelStoreError, RegistryError
 from store.manifest import Manifest
 
@@ -129,15 +128,10 @@ def _entry_from_view(workspace: Workspace, name: str) -> tuple[RegistryEntry, bo
     A present but damaged manifest still brings its entry back (from metadata.json alone),
     so validation goes on reporting the damage instead of the model vanishing.
     """
-    try:
-        meta = json.loads((workspace.models_dir / name / METADATA_FILENAME).read_bytes())
-    except (OSError, ValueError):
+    found = view_metadata(workspace, name)
+    if found is None:
         return None
-    if not isinstance(meta, dict) or meta.get("model_name") != name:
-        return None
-    digest = meta.get("manifest")
-    if not isinstance(digest, str) or not is_digest(digest):
-        return None
+    meta, digest = found
     if not _present(workspace, digest):
         return None
     manifest = _manifest(workspace, digest)

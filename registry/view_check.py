@@ -17,7 +17,6 @@ but links into the store and files generated from its manifest.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path, PurePosixPath
@@ -26,9 +25,8 @@ import msgspec
 
 from registry.findings import Finding, finding
 from registry.registry_file import RegistryEntry
-from registry.views import METADATA_FILENAME, expected_view
+from registry.views import expected_view, view_metadata
 from registry.workspace import Workspace
-from store.digest import is_digest
 from store.errors import ModelStoreError
 from store.manifest import Manifest
 
@@ -83,15 +81,10 @@ def view_version(workspace: Workspace, name: str) -> tuple[str, Manifest] | None
     objects are all present, and the view matches that manifest exactly (only its links and
     generated files, nothing else): a view that loads.
     """
-    try:
-        meta = json.loads((workspace.view_path(name) / METADATA_FILENAME).read_bytes())
-    except (OSError, ValueError):
+    found = view_metadata(workspace, name)
+    if found is None:
         return None
-    if not isinstance(meta, dict) or meta.get("model_name") != name:
-        return None
-    digest = meta.get("manifest")
-    if not isinstance(digest, str) or not is_digest(digest):
-        return None
+    meta, digest = found
     try:
         manifest = workspace.manifest(digest)
         fields = {key: meta.get(key) for key in ("model_id", "architecture_type", "source", "created_at",

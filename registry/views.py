@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store import fsops
+from store.digest import is_digest
 from store.errors import ModelStoreError, StoreIOError
 from store.manifest import Manifest
 
@@ -96,6 +97,21 @@ def render_index(manifest: Manifest) -> bytes:
 def model_file_size(manifest: Manifest) -> int:
     """Bytes of every file and tensor blob of this version (before sharing with others)."""
     return manifest.file_bytes + sum(t.blob_size(n) for n, t in manifest.tensors.items())
+
+
+def view_metadata(workspace: Workspace, name: str) -> tuple[dict, str] | None:
+    """``models/<name>/metadata.json`` and the manifest digest it names, or None unless it
+    is a JSON object naming this model and a well-formed digest."""
+    try:
+        meta = json.loads((workspace.view_path(name) / METADATA_FILENAME).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("model_name") != name:
+        return None
+    digest = meta.get("manifest")
+    if not isinstance(digest, str) or not is_digest(digest):
+        return None
+    return meta, digest
 
 
 def render_metadata(entry: RegistryEntry, manifest: Manifest) -> bytes:
