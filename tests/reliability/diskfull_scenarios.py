@@ -12,6 +12,7 @@ and writes new ones.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import tempfile
@@ -33,7 +34,9 @@ def tiny_source(dest: Path, seed: int = 0, **kwargs) -> Path:
 
     key = (seed, tuple(sorted({**SMALL, **kwargs}.items())))
     if key not in _built:
-        _cache_dir = _cache_dir or Path(tempfile.mkdtemp(prefix="diskfull-models-"))
+        if _cache_dir is None:
+            _cache_dir = Path(tempfile.mkdtemp(prefix="diskfull-models-"))
+            atexit.register(shutil.rmtree, _cache_dir, True)
         _built[key] = write_tiny_model(_cache_dir / f"m{len(_built)}", "qwen2", seed=seed, **dict(key[1]))
     shutil.copytree(_built[key], dest)
     return dest
