@@ -25,6 +25,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 from tests.reliability.invariants import ROOT, bad_objects, check_store, cli_args, cli_env, tree_digest
 
 WS = "ws"  # the workspace root inside a scenario's base folder
+RETIME_EVERY = 20  # random kills: trials between two timings of an uninterrupted run
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class _Bench:
         self.trial_count = 0
         self.reference = self.fresh_root("reference")
         first = self.run(self.reference, fault="count", timing=True)
-        self.first_step_s, self.duration = first.first_step_s, first.wall_s
+        self.timings = [(first.first_step_s, first.wall_s)]  # (first step, end) of uninterrupted runs
         if first.returncode != 0:
             raise RuntimeError(f"{scenario.name}: the uninterrupted run failed: {first.stderr[-2000:]}")
         self.baseline = first.steps
@@ -145,16 +147,19 @@ class _Bench:
             steps = [tuple(line.split("\t")[1:3]) for line in log.read_text().splitlines()]
         return _Run(proc.returncode, steps, stderr, wall, first_step)
 
-    def time_again(self, runs: int) -> None:
-        """Time ``runs`` more uninterrupted runs and keep the fastest figures: a run slowed by
-        a busy machine would put the kill window past the end of most trials."""
-        for i in range(runs):
-            root = self.fresh_root(f"timing-{i}")
+    def kill_window(self, runs: int) -> tuple[float, float]:
+        """When to kill, from the last few uninterrupted runs (``runs`` more are timed now):
+        from a little before the first mutating step to a little past the end. The median of
+        the latest three follows a machine whose load changes while the trials run."""
+        for _ in range(runs):
+            root = self.fresh_root(f"timing-{len(self.timings)}")
             timed = self.run(root, fault="count", timing=True)
             shutil.rmtree(root.parent, ignore_errors=True)
             if timed.returncode == 0:
-                self.first_step_s = min(self.first_step_s, timed.first_step_s)
-                self.duration = min(self.duration, timed.wall_s)
+                self.timings.append((timed.first_step_s, timed.wall_s))
+        recent = self.timings[-3:]
+        first_step = statistics.median(first for first, _ in recent)
+        return 0.8 * first_step, 1.05 * statistics.median(wall for _, wall in recent)
 
     @staticmethod
     def _first_step(proc: subprocess.Popen, log: Path, started: float) -> float:
@@ -283,10 +288,11 @@ def run_random_kills(scenario: Scenario, trials: int, seed: int, workdir: Path |
     try:
         bench = _Bench(scenario, folder)
         figures = Figures(scenario.name, "random", steps_total=len(bench.baseline))
-        bench.time_again(2)
         rng = random.Random(seed)
-        low, high = 0.8 * bench.first_step_s, 1.05 * bench.duration
-        for _ in range(trials):
+        low, high = bench.kill_window(2)
+        for trial in range(trials):
+            if trial and trial % RETIME_EVERY == 0:
+                low, high = bench.kill_window(1)
             bench.trial(figures, fault="count", kill_after=rng.uniform(low, high))
     finally:
         if owned:

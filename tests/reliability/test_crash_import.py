@@ -18,8 +18,8 @@ def test_random_kills_of_an_import_leave_a_sound_store(tmp_path):
 def test_kills_at_sampled_steps_of_an_import(tmp_path):
     figures = run_step_kills(import_fresh(), steps=4, workdir=tmp_path)
     assert figures["steps_total"] > 100  # blobs, manifest, view, registry: every step counted
-    # The sample holds the last step, which a run one step shorter than the uninterrupted one
-    # (see the next test) has already completed.
+    # The sample holds the last step, which a run two steps shorter than the uninterrupted one
+    # (see test_kills_at_every_step_of_an_import) has already completed.
     assert_crash_safe(figures, trials=4, min_killed=3, min_points=3)
 
 
@@ -37,9 +37,10 @@ def test_two_hundred_random_kills_of_an_import(tmp_path):
 def test_kills_at_every_step_of_an_import(tmp_path):
     figures = run_step_kills(import_fresh(), workdir=tmp_path)
     total = figures["steps_total"]
-    # A run may take a step more or fewer than the uninterrupted one (a new fan-out folder for
-    # its manifest, whose bytes hold a timestamp): then its last kill finds it done.
-    assert_crash_safe(figures, trials=total, min_killed=total - 1, min_points=total - 1)
+    # A run may take two steps more or fewer than the uninterrupted one (a new fan-out folder,
+    # made and synced, for its manifest, whose bytes hold a timestamp): then its last kills
+    # find it done.
+    assert_crash_safe(figures, trials=total, min_killed=total - 2, min_points=total - 2)
 
 
 @pytest.mark.slow
