@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.reliability.invariants import ROOT, cli_args, cli_env, registry_entries
+from tests.reliability.invariants import ROOT, cli_args, cli_env, registry_entries, temp_debris  # noqa: F401
 
 LAUNCHER = Path(__file__).with_name("concurrency_launch.py")
 TIMEOUT_S = 300
@@ -184,18 +184,6 @@ class RegistryReader:
 
 
 # --- measures of a store after a race --------------------------------------------------------
-
-
-def temp_debris(root: Path) -> list[str]:
-    """Temp files in .modelstore/tmp and half-built or half-removed views under models/."""
-    found = []
-    tmp = root / ".modelstore" / "tmp"
-    if tmp.is_dir():
-        found += [f".modelstore/tmp/{e.name}" for e in tmp.iterdir()]
-    models = root / "models"
-    if models.is_dir():
-        found += [f"models/{e.name}" for e in models.iterdir() if e.name.startswith(".")]
-    return sorted(found)
 
 
 def object_digests(root: Path) -> set[str]:

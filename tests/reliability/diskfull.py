@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from store.errors import StoreIOError
-from tests.reliability.invariants import bad_objects, cli_args, cli_env, registry_entries, tree_digest
+from tests.reliability.invariants import (bad_objects, cli_args, cli_env, registry_entries, temp_debris,
+                                          tree_digest)
 
 # What main.py exits with for a StoreIOError (a full disk among them).
 DISK_FULL_EXIT = StoreIOError.exit_code
@@ -45,8 +46,6 @@ DISK_FULL_EXIT = StoreIOError.exit_code
 # (import's up-front space check says "ENOSPC: 2.2 MB needed but 1.1 MB free at PATH; hint").
 ERROR_LINE = re.compile(r"^error: ENOSPC: (?P<what>[^;]+?) at (?P<path>/[^;]+)(; (?P<hint>.+))?$")
 NO_SPACE = "No space left on device"
-# Leftovers of an interrupted view build or removal (registry/validate.py VIEW_DEBRIS_PREFIXES).
-VIEW_DEBRIS = (".view-", ".deleted-", ".old-")
 COMMAND_TIMEOUT_S = 300
 SHIFT_ATTEMPTS = 4
 # One logged step: (number, operation, path).
@@ -119,18 +118,6 @@ def read_steps(log: Path) -> list[Step]:
 def error_lines(stderr: str) -> list[str]:
     """stderr without the status lines of the steps done (indented by two spaces)."""
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith("  ")]
-
-
-def leftovers(root: Path) -> list[str]:
-    """Temp files in .modelstore/tmp and view debris in models/, relative to ``root``."""
-    found = []
-    tmp = root / ".modelstore" / "tmp"
-    if tmp.is_dir():
-        found += [f".modelstore/tmp/{p.name}" for p in tmp.iterdir()]
-    models = root / "models"
-    if models.is_dir():
-        found += [f"models/{p.name}" for p in models.iterdir() if p.name.startswith(VIEW_DEBRIS)]
-    return sorted(found)
 
 
 def registry_bytes(root: Path) -> bytes | None:
@@ -215,7 +202,7 @@ def run_trial(sweep: Sweep, step: int, trial_root: Path, meant: tuple[str, str] 
     setup, outcome = sweep.setup, sweep.scenario.outcome
     shutil.copytree(setup.root, trial_root, symlinks=True)
     registry_before = registry_bytes(trial_root)
-    temp_before = set(leftovers(trial_root))
+    temp_before = set(temp_debris(trial_root))
     sources = [(s, tree_digest(s)) for s in setup.sources]
     log = trial_root.parent / f"{trial_root.name}.steps"
     result = run_command(trial_root, setup, f"enospc@{step}", log)
@@ -247,7 +234,7 @@ def run_trial(sweep: Sweep, step: int, trial_root: Path, meant: tuple[str, str] 
             trial.fail("source changed", str(folder))
     # A failed removal leaves what it was removing (gc's private folder, a deleted view's
     # debris): gc sweeps it. Anything else left behind is a cleanup the error path missed.
-    left = [p for p in leftovers(trial_root) if p not in temp_before
+    left = [p for p in temp_debris(trial_root) if p not in temp_before
             and not (trial.op in ("rmtree", "unlink") and trial.path == str(trial_root / p))]
     if left:
         trial.fail("temp left", ", ".join(left))

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.reliability.diskfull import ERROR_LINE, error_lines, leftovers, registry_bytes
+from tests.reliability.diskfull import ERROR_LINE, error_lines, temp_debris, registry_bytes
 from tests.reliability.invariants import check_store, cli_env, cli_args, registry_entries, tree_digest
 
 PAGE = 4096
@@ -106,7 +106,7 @@ def judge_failure(root: Path, result: subprocess.CompletedProcess, registry_befo
     if registry_bytes(root) != registry_before:
         problems.append("registry changed")
     problems += check_store(root, sources)
-    problems += [f"temp left: {p}" for p in leftovers(root)]
+    problems += [f"temp left: {p}" for p in temp_debris(root)]
     return {"exit": result.returncode, "error": lines[0] if lines else "",
             "path": match["path"] if match else None, "problems": problems}
 

@@ -107,3 +107,18 @@ def check_store(root: Path, sources: Iterable[tuple[Path, dict[str, str]]] = ())
         if tree_digest(folder) != before:
             problems.append(f"source changed: {folder}")
     return problems
+
+
+def temp_debris(root: Path) -> list[str]:
+    """Temp files in .modelstore/tmp and half-built or half-removed views under models/,
+    relative to ``root`` (the debris a crash or failure may leave; gc sweeps it)."""
+    from registry.validate import VIEW_DEBRIS_PREFIXES
+
+    found = []
+    tmp = root / ".modelstore" / "tmp"
+    if tmp.is_dir():
+        found += [f".modelstore/tmp/{p.name}" for p in tmp.iterdir()]
+    models = root / "models"
+    if models.is_dir():
+        found += [f"models/{p.name}" for p in models.iterdir() if p.name.startswith(VIEW_DEBRIS_PREFIXES)]
+    return sorted(found)

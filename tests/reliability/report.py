@@ -26,8 +26,10 @@ def crash_rows(workdir: Path) -> list[tuple[str, int, int, int]]:
     from tests.reliability.crash import run_random_kills, run_step_kills
 
     runs = [
-        ("import-model, SIGKILL at a random moment", lambda: run_random_kills(s.import_fresh(), 200, 2024, workdir)),
-        ("import-model, killed at every mutating step", lambda: run_step_kills(s.import_fresh(), None, workdir)),
+        ("import-model, SIGKILL at a random moment",
+         lambda: run_random_kills(s.import_fresh(), 200, 2024, workdir)),
+        ("import-model, killed at every mutating step",
+         lambda: run_step_kills(s.import_fresh(), None, workdir)),
         ("import-model next to another model, sampled steps",
          lambda: run_step_kills(s.import_shared(), 20, workdir)),
         ("delete-model, every step", lambda: run_step_kills(s.delete(), None, workdir)),
@@ -73,8 +75,8 @@ def print_diskfull(workdir: Path) -> None:
     from tests.reliability.diskfull import run_enospc_steps
     from tests.reliability.diskfull_scenarios import SCENARIOS
 
-    print("| ENOSPC injected at every step | steps | clear errors | corrupted stores | registry changed | "
-          "failed retries |\n|---|---|---|---|---|---|")
+    print("| ENOSPC injected at every step | steps | clear errors | corrupted stores | "
+          "registry changed | failed retries |\n|---|---|---|---|---|---|")
     for name in SCENARIOS:
         row = run_enospc_steps(name, None, workdir / name)
         print(f"| {name} | {row['injected']} | {row['clear_errors']} | {row['corrupted']} | "
@@ -86,7 +88,8 @@ def print_hostile(workdir: Path) -> None:
     from tests.reliability.hostile import run_hostile
 
     figures = run_hostile(workdir=workdir)
-    print("| hostile input | tried | accepted | wrote outside the store | store changed |\n|---|---|---|---|---|")
+    print("| hostile input | tried | accepted | wrote outside the store | store changed |\n"
+          "|---|---|---|---|---|")
     for category, row in figures["by_category"].items():
         print(f"| {category} | {row['tried']} | {row['accepted']} | {row['wrote_outside']} | "
               f"{row['store_changed']} |")

@@ -21,7 +21,7 @@ from store import fsops
 from store.errors import StoreIOError
 from store.layout import Layout
 from tests.reliability.diskfull import (ERROR_LINE, NO_SPACE, Setup, Step, error_lines, registry_replaces,
-                                        leftovers, read_steps, registry_bytes, run_command, store_problems)
+                                        temp_debris, read_steps, registry_bytes, run_command, store_problems)
 from tests.reliability.diskfull_scenarios import SCENARIOS
 from tests.reliability.invariants import registry_entries, run_cli
 
@@ -117,14 +117,14 @@ def test_a_failed_registry_write_removes_its_temp_file_and_the_new_view(tmp_path
     in models/, so the same import then failed: "models/m2 exists but is not registered"."""
     root, result, step, before = fail_step(tmp_path, "import-second-name", first("write", "/tmp/registry-"))
     assert "/.modelstore/tmp/registry-" in step[2] and the_error(result)["path"] == step[2]
-    assert leftovers(root) == [] and registry_bytes(root) == before
+    assert temp_debris(root) == [] and registry_bytes(root) == before
     assert sorted(p.name for p in (root / "models").iterdir()) == ["m", "registry.json", "registry.json.prev"]
 
 
 def test_a_failed_previous_generation_rename_removes_its_link(tmp_path):
     root, result, step, before = fail_step(tmp_path, "import-beside", first("rename", "/registry.json.prev"))
     assert the_error(result)["path"] == step[2]
-    assert leftovers(root) == [] and registry_bytes(root) == before
+    assert temp_debris(root) == [] and registry_bytes(root) == before
 
 
 def test_a_failed_overwrite_puts_the_old_view_back(tmp_path):
