@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import OUT, REPO, alternate, bench_model, fresh, report
+from bench.common import OUT, REPO, alternate, bench_model, compile_project, fresh, report
 
 REPO_ID = "Qwen/Qwen2.5-0.5B"
 SNAPSHOT = ("import sys; from huggingface_hub import snapshot_download; "
@@ -38,6 +38,7 @@ def main(rounds: int = 5) -> dict:
     from tests.hub.server import HubServer
 
     source = bench_model()
+    compile_project()
     work = OUT / "hub_import"
     store, cache_a, cache_b = work / "store", work / "hf-import", work / "hf-snapshot"
     with HubServer() as hub:

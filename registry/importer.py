@@ -34,6 +34,7 @@ from registry.workspace import Workspace
 from store.errors import SafetensorsError, SourceError, StoreIOError, UsageError
 from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
+from store.sourcecache import SourceCache
 from store.tensorfile import read_header
 
 
@@ -89,9 +90,11 @@ def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str 
 
 
 def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
-                       origin: OriginFile | None = None) -> list[StoredTensor]:
-    """Split one safetensors file into tensor blobs and record them in ``parts``."""
-    stored = workspace.objects.put_tensors(path)
+                       origin: OriginFile | None = None, cache: SourceCache | None = None) -> list[StoredTensor]:
+    """Split one safetensors file into tensor blobs and record them in ``parts``.
+
+    ``cache``: the source folder's remembered files; an unchanged file is not read again."""
+    stored = cache.put_tensors(relpath, path) if cache is not None else workspace.objects.put_tensors(path)
     for item in stored:
         spec = item.spec
         parts.tensors[spec.name] = TensorEntry(
@@ -105,8 +108,8 @@ def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: Ma
 
 
 def ingest_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
-                origin: OriginFile | None = None) -> PutResult:
-    put = workspace.objects.put_file(path)
+                origin: OriginFile | None = None, cache: SourceCache | None = None) -> PutResult:
+    put = cache.put_file(relpath, path) if cache is not None else workspace.objects.put_file(path)
     parts.files[relpath] = FileEntry(digest=put.digest, size=put.size)
     parts.origin_files[relpath] = origin or OriginFile(size=put.size)
     parts.stats.count(put.size, put.written)
@@ -164,12 +167,16 @@ def import_folder(
 
     workspace.ensure_store()
     parts = ManifestParts()
+    cache = SourceCache(workspace.layout, workspace.objects, source)
     for relpath in sel.weights:
-        ingest_weight_file(workspace, source / relpath, relpath, parts)
+        ingest_weight_file(workspace, source / relpath, relpath, parts, cache=cache)
+    unread = sum(1 for p in sel.weights if p in cache.hits)
     reporter.status("weights", f"{len(parts.tensors)} tensors from {len(sel.weights)} file(s), "
-                    f"{human_bytes(sum(t.nbytes for t in parts.tensors.values()))}")
+                    f"{human_bytes(sum(t.nbytes for t in parts.tensors.values()))}"
+                    + (f"; {unread} file(s) unchanged since the last import, not read again" if unread else ""))
     for relpath in sel.files:
-        ingest_file(workspace, source / relpath, relpath, parts)
+        ingest_file(workspace, source / relpath, relpath, parts, cache=cache)
+    cache.save()
     for component in ("config", "tokenizer"):
         files = [p for p in sel.files if sel.component(p) == component]
         if files:

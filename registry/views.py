@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import posixpath
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -71,9 +72,10 @@ class ViewSpec:
     generated: dict[str, bytes]
 
     def link_target(self, workspace: Workspace, name: str, relpath: str) -> str:
-        """The relative symlink target for ``relpath`` in the view of ``name``."""
-        link_dir = (workspace.view_path(name) / relpath).parent
-        return os.path.relpath(workspace.layout.object_path(self.links[relpath]), link_dir)
+        """The relative symlink target for ``relpath`` in the view of ``name``:
+        ``../`` up to the workspace root (one per folder level), then the object's path."""
+        up = "../" * (posixpath.normpath(relpath).count("/") + 2)  # models/<name>/<relpath> -> root
+        return up + workspace.layout.object_relpath(self.links[relpath])
 
 
 def expected_view(entry: RegistryEntry, manifest: Manifest) -> ViewSpec:
@@ -166,9 +168,12 @@ def view_in_place(workspace: Workspace, entry: RegistryEntry, manifest: Manifest
     fsops.mkdirs(workspace.models_dir)
     staging = fsops.make_temp_dir(workspace.models_dir, f".view-{name}")
     try:
+        folders: set[Path] = set()
         for relpath in sorted(spec.links):
             link = staging / relpath
-            fsops.mkdirs(link.parent)
+            if link.parent not in folders:
+                fsops.mkdirs(link.parent)
+                folders.add(link.parent)
             fsops.symlink(spec.link_target(workspace, name, relpath), link)
         for relpath, data in spec.generated.items():
             fd, tmp = fsops.create_temp(staging, relpath)

@@ -8,6 +8,8 @@ says, and where in-flight writes go. Everything else asks it.
       objects/ab/cdef  immutable blobs named by the BLAKE3 hex digest of their bytes
       tmp/             in-flight writes, one unique file per writer
       quarantine/      corrupt objects moved aside by validate-registry --fix
+      sources/         what was learnt about source folders read by imports (a hint only:
+                       store.sourcecache), one record per folder
       lock             advisory lock for writers
 """
 
@@ -49,11 +51,13 @@ class Layout:
         self.objects = self.store / "objects"
         self.tmp = self.store / "tmp"
         self.quarantine = self.store / "quarantine"
+        self.sources = self.store / "sources"
         self.lock_file = self.store / "lock"
         self.format_file = self.store / "FORMAT"
 
     def object_path(self, digest: str) -> Path:
-        return self.objects / digest[:FANOUT] / digest[FANOUT:]
+        # One string, parsed once: this runs for every blob of every model a command touches.
+        return Path(f"{self.objects}/{digest[:FANOUT]}/{digest[FANOUT:]}")
 
     def object_relpath(self, digest: str) -> str:
         """The object's path relative to ``root`` (what views' symlinks are built from)."""
@@ -80,6 +84,10 @@ class Layout:
                 digest = fan.name + entry.name
                 if is_digest(digest):
                     yield digest, Path(entry.path)
+
+    def source_record_path(self, folder_digest: str) -> Path:
+        """Where ``store.sourcecache`` keeps its record of the source folder with that digest."""
+        return self.sources / f"{folder_digest}.json"
 
     def new_temp(self, prefix: str) -> tuple[int, Path]:
         return fsops.create_temp(self.tmp, prefix)
@@ -129,7 +137,7 @@ class Layout:
         A link planted there would send writes and deletes outside the store, so commands that
         change things check this before they start, rather than fail halfway.
         """
-        for path in (self.store, self.objects, self.tmp, self.quarantine):
+        for path in (self.store, self.objects, self.tmp, self.quarantine, self.sources):
             fsops.require_real_dir(path)
         if os.path.islink(self.lock_file):
             raise UnsafePathError(self.lock_file, f"is a symbolic link to {os.readlink(self.lock_file)}")

@@ -171,6 +171,11 @@ class ObjectStore:
                         missing += blob_size
             return missing
 
+    def holds(self, digest: str, size: int) -> bool:
+        """True if the object is present with the right size; its mtime is refreshed, so a
+        concurrent gc spares it until the caller has referenced it."""
+        return self._have(digest, size)
+
     def _have(self, digest: str, size: int) -> bool:
         """True if the object is present with the right size (then its mtime is refreshed).
 

@@ -14,6 +14,7 @@ digest, whichever file or shard it came from.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -185,6 +186,11 @@ def _check_tiling(path: Path, specs: list[TensorSpec], data_start: int, file_siz
 
 def canonical_header(name: str, dtype: str, shape: tuple[int, ...] | list[int], nbytes: int) -> bytes:
     """The first bytes of the canonical one-tensor blob; the tensor's data follows them."""
+    return _canonical_header(name, dtype, tuple(shape), nbytes)
+
+
+@functools.lru_cache(maxsize=8192)  # blob sizes are asked for every tensor, several times a command
+def _canonical_header(name: str, dtype: str, shape: tuple[int, ...], nbytes: int) -> bytes:
     header = {
         "__metadata__": CANONICAL_METADATA,
         name: {"data_offsets": [0, nbytes], "dtype": dtype, "shape": list(shape)},

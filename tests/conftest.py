@@ -81,3 +81,22 @@ def tree_digest(folder: Path) -> dict[str, str]:
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*")) if p.is_file()
     }
+
+
+SETTLED_AGE_S = 3600
+
+
+def settled(folder: Path) -> Path:
+    """Date ``folder`` and every file under it an hour back, as a model that has sat on disk.
+
+    An import trusts what the store remembers of a source file only once the file is older
+    than a couple of seconds (``store.sourcecache.RACY_NS``). A model written by the test a
+    moment ago crosses that line while the test runs, so whether a re-import re-reads it (and
+    rewrites the store's record of it) would depend on the clock; settled sources make a
+    command's steps the same in every run."""
+    when = os.stat(folder).st_mtime - SETTLED_AGE_S
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            os.utime(path, (when, when))
+    return folder
+

@@ -17,7 +17,7 @@ from store.errors import (
     UnsupportedArchitectureError,
 )
 from store.manifest import LocalOrigin
-from tests.conftest import tree_digest
+from tests.conftest import settled, tree_digest
 
 
 def store_snapshot(workspace) -> set[str]:
@@ -105,6 +105,39 @@ def test_reimport_under_second_name_writes_only_a_manifest(workspace, tiny_model
     # Only the manifest can be new (and not even that within the same second: same bytes).
     assert after - before <= {second.manifest_digest}
     assert second.stats.new_objects == 0 and second.stats.reused_objects > 0
+
+
+def test_reimport_of_a_settled_folder_does_not_read_its_weights_again(workspace, tiny_model, monkeypatch):
+    """The store remembers the files it split (store.sourcecache): an unchanged source is
+    only checked against the store, and the result is the same model version."""
+    source = settled(tiny_model())
+    first = import_folder(workspace, source, name="one")
+
+    def refuse(path):
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(workspace.objects, "put_tensors", refuse)
+    monkeypatch.setattr(workspace.objects, "put_file", refuse)
+    reporter = RecordingReporter()
+    second = import_folder(workspace, source, name="two", reporter=reporter)
+    assert second.manifest.same_version(first.manifest)
+    assert ("weights", "26 tensors from 1 file(s), 140.4 KB; 1 file(s) unchanged since the last import, "
+            "not read again") in reporter.lines
+    assert second.stats.new_objects == 0 and second.stats.reused_objects == first.stats.new_objects
+
+
+def test_reimport_after_a_tensor_is_edited_in_place_stores_the_edit(workspace, tiny_model):
+    source = settled(tiny_model())
+    first = import_folder(workspace, source, name="one")
+    weights = source / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the file's last tensor; size and names unchanged
+    weights.write_bytes(bytes(data))
+    second = import_folder(workspace, source, name="two")
+    changed = {n for n, t in second.manifest.tensors.items() if t.digest != first.manifest.tensors[n].digest}
+    assert len(changed) == 1 and second.stats.new_objects == 1  # that tensor alone
+    digest = second.manifest.tensors[changed.pop()].digest
+    assert workspace.objects.rehash(digest) == digest
 
 
 def test_status_lines_name_each_component(workspace, tiny_model):

@@ -50,7 +50,7 @@ from tests.reliability.concurrency_tools import (
     temp_debris,
     unreachable_objects,
 )
-from tests.reliability.invariants import check_store, registry_entries, tree_digest
+from tests.reliability.invariants import check_store, registry_entries, settled, tree_digest
 
 # How long the delete is held back, round after round: here an import past the gate takes
 # 5-10 ms to commit, so the two cross at every step of the way (machine-dependent).
@@ -63,7 +63,7 @@ def tiny_source(folder: Path, seed: int = 0) -> Path:
     from adapters.tiny import write_tiny_model
 
     if not (folder / "config.json").exists():
-        write_tiny_model(folder, "qwen2", seed=seed)
+        settled(write_tiny_model(folder, "qwen2", seed=seed))
     return folder
 
 

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from tests.reliability.crash import WS, Scenario
+from tests.reliability.invariants import settled
 
 _BUILT: dict[int, Path] = {}
 
@@ -32,7 +33,7 @@ def tiny(dest: Path, seed: int) -> Path:
         _BUILT[seed] = write_tiny_model(folder, "qwen2", seed=seed, num_layers=1, hidden_size=16,
                                         vocab_size=320)
     shutil.copytree(_BUILT[seed], dest)
-    return dest
+    return settled(dest)
 
 
 def _import(base: Path, folder: str, name: str, seed: int):

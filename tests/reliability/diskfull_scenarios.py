@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tests.reliability.diskfull import Scenario, Setup, registry_names
-from tests.reliability.invariants import ROOT, registry_entries, run_cli
+from tests.reliability.invariants import ROOT, registry_entries, run_cli, settled
 
 SMALL = {"num_layers": 0, "with_tokenizer": False, "hidden_size": 16, "vocab_size": 64}
 _built: dict[tuple, Path] = {}
@@ -39,7 +39,7 @@ def tiny_source(dest: Path, seed: int = 0, **kwargs) -> Path:
             atexit.register(shutil.rmtree, _cache_dir, True)
         _built[key] = write_tiny_model(_cache_dir / f"m{len(_built)}", "qwen2", seed=seed, **dict(key[1]))
     shutil.copytree(_built[key], dest)
-    return dest
+    return settled(dest)
 
 
 def cli_ok(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.conftest import settled  # noqa: F401 - the harnesses' sources are settled
+
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "main.py"
 
@@ -122,3 +124,4 @@ def temp_debris(root: Path) -> list[str]:
     if models.is_dir():
         found += [f"models/{p.name}" for p in models.iterdir() if p.name.startswith(VIEW_DEBRIS_PREFIXES)]
     return sorted(found)
+
