@@ -9,10 +9,13 @@ resumes, size check, error mapping and progress bars; ``hf_hub_url`` builds the 
 - the listing already pins every file to the commit with its size and hashes, so the per-file
   metadata HEAD is redundant (and its retries make a dead Hub take 23 s and a stalled one
   minutes);
-- bytes go straight to a temp file in ``.modelstore/tmp/`` (same filesystem as the objects,
-  swept by gc after a crash, written through ``store.fsops``) and are hashed as they arrive:
-  sha256 for LFS files, the git blob id for the others. The client itself checks only the
-  size. ``hf_hub_download(local_dir=...)`` would also copy a file from the HF cache unverified;
+- bytes are hashed as they arrive (sha256 for LFS files, the git blob id for the others;
+  the client itself checks only the size) on their way to a sink (``registry.hub_sink``): a
+  temp file in ``.modelstore/tmp/`` (``fetch_file``: same filesystem as the objects, swept
+  by gc after a crash, written through ``store.fsops``), memory (``fetch_bytes``), or a
+  consumer that makes something of them while they arrive (``fetch_into``: a weight file
+  split into tensor blobs as it downloads, published only once it verified).
+  ``hf_hub_download(local_dir=...)`` would also copy a file from the HF cache unverified;
 - a connection reset mid-body (``httpx2.ReadError``), which the client does not retry,
   resumes from the bytes already received, like the errors the client does retry.
 
@@ -22,7 +25,6 @@ hashes right (the cache is never written). Every failure becomes one ``HubError`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -45,14 +47,13 @@ from huggingface_hub.file_download import hf_hub_url, http_get
 from huggingface_hub.utils import build_hf_headers
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from registry.report import human_bytes
+from registry.hub_sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
 from store import fsops
 from store.errors import (
     HubAuthError,
     HubDownloadError,
     HubError,
     HubGatedRepoError,
-    HubIntegrityError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnsafePathError,
@@ -65,7 +66,6 @@ from store.manifest import OriginFile
 RESETS_RESUMED = 3
 # A listing answered with HTTP 5xx or 429 is asked again after these waits (seconds).
 LISTING_RETRY_WAITS = (0.5, 2.0)
-_HASH_CHUNK = 16 << 20
 
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -203,8 +203,8 @@ class HubRepo:
             if path.stat().st_size != f.size:
                 return None
             with open(path, "rb") as src:
-                hasher = _Hasher(f, self.repo_id)
-                while chunk := src.read(_HASH_CHUNK):
+                hasher = FileHasher(f, self.repo_id)
+                while chunk := src.read(HASH_CHUNK):
                     hasher.update(chunk)
         except OSError:
             return None
@@ -217,7 +217,7 @@ class HubRepo:
         cached = self.cached(commit, f)
         if cached is not None:
             return cached.read_bytes(), True
-        sink = _Sink(self.repo_id, f)
+        sink = Sink(self.repo_id, f)
         self._download(commit, f, sink, None)
         return bytes(sink.buffer), False
 
@@ -235,31 +235,48 @@ class HubRepo:
             return
         fd, tmp = fsops.create_temp(tmp_dir, "hub")
         try:
-            self._download(commit, f, _Sink(self.repo_id, f, fd, tmp), bar, label)
+            self._download(commit, f, Sink(self.repo_id, f, fd, tmp), bar, label)
             yield tmp, False
         finally:
             os.close(fd)
             fsops.unlink(tmp)
 
-    def _download(self, commit: str, f: RemoteFile, sink: _Sink, bar: type | None,
+    def fetch_into(self, commit: str, f: RemoteFile, consumer: Consumer, *, bar: type | None = None,
+                   label: str | None = None) -> None:
+        """Download ``f`` into ``consumer`` as its bytes arrive, never from the HF cache.
+
+        Returns once every byte arrived and hashed right; raises otherwise, and then what the
+        consumer made of the bytes must be thrown away: it must make nothing final before.
+        """
+        self._download(commit, f, StreamSink(self.repo_id, f, consumer), bar, label)
+
+    def _download(self, commit: str, f: RemoteFile, sink: Sink, bar: type | None,
                   label: str | None = None) -> None:
-        url = hf_hub_url(self.repo_id, f.path, revision=commit, endpoint=self.endpoint)
-        headers = build_hf_headers(token=self.token.value or False, library_name="modelstore")
-        resets = 0
-        while True:
-            try:
-                http_get(url, sink, resume_size=sink.pos, headers=headers, expected_size=f.size,
-                         displayed_filename=label or f.path, tqdm_class=bar or _SilentBar)
-                break
-            except httpx2.ReadError as e:
-                if resets >= RESETS_RESUMED:
+        try:
+            url = hf_hub_url(self.repo_id, f.path, revision=commit, endpoint=self.endpoint)
+            headers = build_hf_headers(token=self.token.value or False, library_name="modelstore")
+            resets = 0
+            while True:
+                try:
+                    http_get(url, sink, resume_size=sink.pos, headers=headers, expected_size=f.size,
+                             displayed_filename=label or f.path, tqdm_class=bar or _SilentBar)
+                    break
+                except httpx2.ReadError as e:
+                    if resets >= RESETS_RESUMED:
+                        raise self.error(e, f.path) from e
+                    resets += 1
+                except ModelStoreError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - every failure becomes one HubError line
                     raise self.error(e, f.path) from e
-                resets += 1
-            except ModelStoreError:
-                raise
-            except Exception as e:  # noqa: BLE001 - every failure becomes one HubError line
-                raise self.error(e, f.path) from e
-        sink.check()
+        finally:
+            sink.close()
+        try:
+            sink.check()
+        except ModelStoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - what a sink's consumer raised at the last bytes
+            raise self.error(e, f.path) from e
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -305,90 +322,6 @@ class HubRepo:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0].rstrip(".")
-
-
-class _Hasher:
-    """sha256 for LFS files; for the others the git blob id (sha1 of ``blob <size>\\0`` + bytes)."""
-
-    def __init__(self, f: RemoteFile, repo_id: str | None = None):
-        if f.size is None or not (f.sha256 or f.git_oid):
-            raise HubError(repo_id, f"the Hub listed {f.path} without its size and hash, so it cannot be "
-                                    "verified", "use an endpoint that serves file metadata (the Hub does)")
-        self.file = f
-        if f.is_lfs:
-            self.kind, self.expected, self.hash = "sha256", f.sha256, hashlib.sha256()
-        else:
-            self.kind, self.expected = "git blob id", f.git_oid
-            self.hash = hashlib.sha1(b"blob %d\0" % f.size)
-
-    def update(self, data: bytes | memoryview) -> None:
-        self.hash.update(data)
-
-    def matches(self) -> bool:
-        return self.hash.hexdigest() == self.expected
-
-
-class _Sink:
-    """What ``http_get`` writes into: a temp file (or memory), hashed as bytes arrive.
-
-    http_get only appends, except when a server ignores a ``Range`` resume: then it seeks
-    back and truncates, and the hash is recomputed from what is kept.
-    """
-
-    def __init__(self, repo_id: str, f: RemoteFile, fd: int | None = None, path: Path | None = None):
-        self.repo_id, self.file, self.fd, self.path = repo_id, f, fd, path
-        self.buffer = bytearray()
-        self.hasher = _Hasher(f, repo_id)
-        self.pos = 0
-        self.rehash = False
-
-    def write(self, data: bytes) -> int:
-        if self.pos + len(data) > self.file.size:
-            raise HubDownloadError(self.repo_id, f"{self.file.path} of {self.repo_id} is longer than the "
-                                                 f"{human_bytes(self.file.size)} the Hub lists for it")
-        if self.fd is None:
-            self.buffer += data
-        else:
-            fsops.write_all(self.fd, data, self.path)
-        self.hasher.update(data)
-        self.pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self.pos = pos if whence == 0 else self.pos + pos
-        if self.fd is not None:
-            os.lseek(self.fd, self.pos, os.SEEK_SET)
-        self.rehash = True
-        return self.pos
-
-    def truncate(self, size: int | None = None) -> int:
-        size = self.pos if size is None else size
-        if self.fd is None:
-            del self.buffer[size:]
-        else:
-            fsops.truncate(self.fd, size, self.path)
-        self.rehash = True
-        return size
-
-    def check(self) -> None:
-        """Raise ``HubIntegrityError`` unless the bytes received hash to what the Hub lists."""
-        repo_id = self.repo_id
-        if self.rehash:
-            self.hasher = _Hasher(self.file, repo_id)
-            if self.fd is None:
-                self.hasher.update(self.buffer)
-            else:
-                for offset in range(0, self.pos, _HASH_CHUNK):
-                    self.hasher.update(os.pread(self.fd, min(_HASH_CHUNK, self.pos - offset), offset))
-        if self.pos != self.file.size:
-            raise HubDownloadError(repo_id, f"{self.file.path} of {repo_id} arrived with {self.pos} bytes, "
-                                            f"expected {self.file.size}")
-        if not self.hasher.matches():
-            raise HubIntegrityError(repo_id, self.file.path, self.hasher.kind, self.hasher.expected or "",
-                                    self.hasher.hash.hexdigest())
 
 
 class _SilentBar(hf_tqdm):

@@ -8,17 +8,19 @@ Import, step by step (nothing is written to the store before step 5):
    safetensors weights, never pickle weights or remote code, which are never requested;
 3. fetch config.json first: an unsupported architecture stops here, before any weight byte;
 4. settle the name (conflicts), the license (acknowledged, or a refusal naming ``--yes``)
-   and the disk space (the listing's sizes plus one shard of temp space);
-5. weight files one at a time: download into ``.modelstore/tmp/`` (or read the local HF
-   cache when its copy hashes right), verify the Hub's sha256, split into tensor blobs,
-   delete the temp copy; a shard some registered model already holds (same sha256) is
-   not downloaded again; then the other files;
+   and the disk space (the listing's sizes);
+5. weight files one at a time, each split into tensor blobs while it downloads
+   (``registry.hub_stream``): its header is checked as soon as it arrives, each tensor's
+   bytes go to a temp blob in ``.modelstore/tmp/``, and the blobs are published only once
+   the whole file matched the Hub's sha256. A copy in the local HF cache that hashes right
+   is split from there instead; a shard some registered model already holds (same sha256)
+   is not downloaded again. Then the other files;
 6. verify: blobs that were already stored are re-hashed (new ones are verified as they are
    written), and the model loads and gives finite logits (``registry.smoke``);
 7. write the manifest and register the name: the commit point.
 
 A failure anywhere before 7 leaves no registry entry and no temp file; blobs of shards
-already split stay as orphans, and the next run reuses them instead of writing them again.
+already verified stay as orphans, and the next run reuses them instead of writing them again.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from registry.hub_license import (
     license_from_file,
 )
 from registry.hub_source import parse_hub_source
+from registry.hub_stream import check_index, stream_weight_file
 from registry.importer import (
     ImportResult,
     ManifestParts,
@@ -52,6 +55,7 @@ from registry.importer import (
     decide_conflict,
     ingest_file,
     ingest_weight_file,
+    record_weight_file,
     report_selection,
 )
 from registry.model_files import CONFIG_FILE, FileSelection, apply_index, read_config, select_files
@@ -121,7 +125,9 @@ def import_from_hub(
     report_selection(reporter, sel)
     to_fetch = job.plan(sel)
     total = sum(f.size or 0 for f in to_fetch)
-    temp = max((f.size or 0 for f in to_fetch if f.path in sel.weights), default=0)
+    # Weight files become their blobs as they arrive: only a big other file needs a temp copy.
+    temp = max((f.size for f in to_fetch if f.path not in sel.weights and (f.size or 0) > IN_MEMORY_LIMIT),
+               default=0)
     check_free_space(workspace, total + temp)
     reporter.status("files", f"{len(sel.weights)} weight file(s), {len(sel.files)} other file(s); "
                              f"{human_bytes(total)} to fetch")
@@ -234,14 +240,18 @@ class _HubImport:
                 self._reuse_shard(f, seen, weight_map)
                 continue
             label = f"{relpath} ({i}/{len(sel.weights)})" if len(sel.weights) > 1 else relpath
-            with self.hub.fetch_file(self.snap.commit, f, self.workspace.layout.tmp, bar=bar,
-                                     label=label) as (path, cached):
-                before = set(seen)
-                check_weight_file(path, relpath, seen, name=f"{self.where}/{relpath}")
-                _check_index(weight_map, relpath, [n for n in seen if n not in before], self.where)
-                stored = ingest_weight_file(self.workspace, path, relpath, self.parts, origin=f.origin())
+            cached = self.hub.cached(self.snap.commit, f)
+            if cached is None:
+                stored = stream_weight_file(self.workspace, self.hub, self.snap.commit, f, seen, weight_map,
+                                            self.where, bar=bar, label=label)
+                record_weight_file(self.parts, stored, relpath, f.origin())
+            else:
+                check_weight_file(cached, relpath, seen, name=f"{self.where}/{relpath}")
+                names = [n for n, shard in seen.items() if shard == relpath]
+                check_index(weight_map, relpath, names, self.where)
+                stored = ingest_weight_file(self.workspace, cached, relpath, self.parts, origin=f.origin())
             self.reused.update(s.put.digest for s in stored if not s.put.written)
-            self._count(f, cached)
+            self._count(f, cached is not None)
             where = ", from the Hugging Face cache" if cached else ""
             self.reporter.status("weights", f"{relpath}: {len(stored)} tensors, {human_bytes(f.size)}, "
                                             f"sha256 verified{where}")
@@ -254,7 +264,7 @@ class _HubImport:
             if name in seen:
                 raise SafetensorsError(f"{self.where}/{f.path}", f"tensor {name!r} is also in {seen[name]}")
             seen[name] = f.path
-        _check_index(weight_map, f.path, list(tensors), self.where)
+        check_index(weight_map, f.path, list(tensors), self.where)
         origin = f.origin()
         origin.tensors = list(tensors)
         self.parts.tensors.update(tensors)
@@ -324,17 +334,6 @@ def _stored_shards(workspace: Workspace) -> dict[str, dict[str, TensorEntry]]:
             if origin.sha256 and origin.tensors and all(t in manifest.tensors for t in origin.tensors):
                 shards.setdefault(origin.sha256, {t: manifest.tensors[t] for t in origin.tensors})
     return shards
-
-
-def _check_index(weight_map: dict[str, str] | None, relpath: str, names: list[str], where: str) -> None:
-    """A shard must hold exactly the tensors the checkpoint index assigns to it."""
-    if weight_map is None:
-        return
-    expected = {t for t, shard in weight_map.items() if shard == relpath}
-    if set(names) != expected:
-        odd = sorted(set(names) ^ expected)[0]
-        raise SafetensorsError(f"{where}/{relpath}", f"the checkpoint index and the shard disagree "
-                                                     f"about tensor {odd!r}")
 
 
 # --- restoring objects from the Hub (validate-registry --fix) -----------------------------

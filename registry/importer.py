@@ -35,7 +35,7 @@ from store.errors import SafetensorsError, SourceError, StoreIOError, UsageError
 from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.sourcecache import SourceCache
-from store.tensorfile import read_header
+from store.tensorfile import TensorSpec, read_header
 
 
 @dataclass
@@ -79,8 +79,13 @@ def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str 
 
     ``name``: what errors call the file, when ``path`` is a temp file (a Hub download)."""
     header = read_header(path, name=name)
-    shown = name or path
-    for spec in header.tensors:
+    check_tensor_names(header.tensors, relpath, seen, name or path)
+
+
+def check_tensor_names(specs: list[TensorSpec], relpath: str, seen: dict[str, str],
+                       shown: Path | str) -> None:
+    """Every name usable, and in no other weight file (``seen``: name -> file, extended here)."""
+    for spec in specs:
         problem = tensor_name_problem(spec.name)
         if problem:
             raise SafetensorsError(shown, f"tensor name {spec.name!r} is unusable: {problem}")
@@ -95,16 +100,21 @@ def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: Ma
 
     ``cache``: the source folder's remembered files; an unchanged file is not read again."""
     stored = cache.put_tensors(relpath, path) if cache is not None else workspace.objects.put_tensors(path)
+    record_weight_file(parts, stored, relpath, origin or OriginFile(size=path.stat().st_size))
+    return stored
+
+
+def record_weight_file(parts: ManifestParts, stored: list[StoredTensor], relpath: str,
+                       origin: OriginFile) -> None:
+    """Record one weight file's stored tensors (in its header's order) in ``parts``."""
     for item in stored:
         spec = item.spec
         parts.tensors[spec.name] = TensorEntry(
             digest=item.put.digest, dtype=spec.dtype, shape=list(spec.shape), nbytes=spec.nbytes
         )
         parts.stats.count(item.put.size, item.put.written)
-    names = [item.spec.name for item in stored]
-    parts.origin_files[relpath] = origin or OriginFile(size=path.stat().st_size)
-    parts.origin_files[relpath].tensors = names
-    return stored
+    origin.tensors = [item.spec.name for item in stored]
+    parts.origin_files[relpath] = origin
 
 
 def ingest_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,

@@ -19,10 +19,10 @@ def is_digest(text: str) -> bool:
 
 
 class Hasher:
-    """Incremental BLAKE3 that uses every core for large inputs."""
+    """Incremental BLAKE3 that uses every core for large inputs (or one: ``threaded=False``)."""
 
-    def __init__(self) -> None:
-        self._hash = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    def __init__(self, threaded: bool = True) -> None:
+        self._hash = blake3.blake3(max_threads=blake3.blake3.AUTO if threaded else 1)
 
     def update(self, data: bytes | memoryview | mmap.mmap) -> None:
         self._hash.update(data)

@@ -85,7 +85,7 @@ class ObjectStore:
         digest = digest_bytes(data)
         if self._have(digest, len(data)):
             return PutResult(digest, len(data), written=False)
-        with _Batch(self) as batch:
+        with Batch(self) as batch:
             fd, tmp = self.layout.new_temp("obj")
             with _closing_on_error(fd, tmp):
                 fsops.write_all(fd, data, tmp)
@@ -99,7 +99,7 @@ class ObjectStore:
             digest = digest_fd(src)
             if self._have(digest, size):
                 return PutResult(digest, size, written=False)
-            with _Batch(self) as batch:
+            with Batch(self) as batch:
                 fd, tmp = self.layout.new_temp("obj")
                 with _closing_on_error(fd, tmp):
                     fsops.copy_range(src, fd, 0, size, tmp)
@@ -116,7 +116,7 @@ class ObjectStore:
         size = len(head) + len(data)
         if self._have(digest, size):
             return PutResult(digest, size, written=False)
-        with _Batch(self) as batch:
+        with Batch(self) as batch:
             fd, tmp = self.layout.new_temp("obj")
             with _closing_on_error(fd, tmp):
                 fsops.write_all(fd, head, tmp)
@@ -129,12 +129,12 @@ class ObjectStore:
             src = f.fileno()
             size = os.fstat(src).st_size
             header = read_header(source, size, fd=src)
-            with _map(src, size > header.data_start) as mapped, _Batch(self) as batch:
+            with _map(src, size > header.data_start) as mapped, Batch(self) as batch:
                 return [StoredTensor(spec, self._put_tensor(src, mapped, spec, source, batch))
                         for spec in header.tensors]
 
     def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec, source: Path,
-                    batch: _Batch) -> PutResult:
+                    batch: Batch) -> PutResult:
         digest, size = _tensor_digest(mapped, spec)
         if self._have(digest, size):
             return PutResult(digest, size, written=False)
@@ -192,7 +192,7 @@ class ObjectStore:
         return True
 
 
-class _Batch:
+class Batch:
     """Temp files written but not yet published; fsync'd, verified and renamed together.
 
     Writeback of each file starts as soon as it is written, so the disk works while the next
@@ -209,7 +209,7 @@ class _Batch:
         self.pending: list[tuple[int, Path, str, Path | None]] = []
         self.bytes = 0
 
-    def __enter__(self) -> _Batch:
+    def __enter__(self) -> Batch:
         return self
 
     def __exit__(self, kind, error, tb) -> None:

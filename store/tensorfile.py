@@ -82,24 +82,31 @@ def read_header(path: Path | str, file_size: int | None = None, *, fd: int | Non
             return read_header(path, file_size, fd=f.fileno(), name=name)
     path = Path(name) if name is not None else Path(path)
     size = os.fstat(fd).st_size if file_size is None else file_size
-    head = os.pread(fd, 8, 0)
+    header_len = header_length(path, os.pread(fd, 8, 0), size)
+    raw = os.pread(fd, header_len, 8)
+    if len(raw) != header_len:
+        raise SafetensorsError(path, "file ended inside the header")
+    return parse_header(path, raw, size)
+
+
+def header_length(path: Path, head: bytes, size: int) -> int:
+    """The JSON header's length, from the file's first 8 bytes (all of them if it is shorter).
+
+    Refuses what cannot be safetensors of ``size`` bytes, naming pickle formats as such.
+    """
+    kind = sniff_pickle(head)
     if len(head) < 8:
-        kind = sniff_pickle(head)
         if kind:
             raise PickleWeightsError(path, kind)
         raise SafetensorsError(path, f"file is {size} bytes, shorter than the 8-byte header length")
-    (header_len,) = struct.unpack("<Q", head)
-    kind = sniff_pickle(head)
+    (header_len,) = struct.unpack("<Q", head[:8])
     if kind and header_len > size:
         raise PickleWeightsError(path, kind)
     if header_len > MAX_HEADER_BYTES:
         raise SafetensorsError(path, f"header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
     if 8 + header_len > size:
         raise SafetensorsError(path, f"header length {header_len} runs past the end of the {size}-byte file")
-    raw = os.pread(fd, header_len, 8)
-    if len(raw) != header_len:
-        raise SafetensorsError(path, "file ended inside the header")
-    return parse_header(path, raw, size)
+    return header_len
 
 
 def parse_header(path: Path, raw: bytes, file_size: int) -> TensorFileHeader:

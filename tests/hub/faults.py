@@ -1,11 +1,11 @@
 """Fault injection and request recording for the fake Hub.
 
 Why: the import code must survive what real downloads do (connections reset mid-file, a CDN
-that stalls, truncated bodies, a flaky 500, bytes that are the right length but wrong) and
-tests must be able to prove what went over the wire (e.g. that no ``*.safetensors`` byte was
-ever fetched when only the config was asked for). Both are plain thread-safe objects the
-server consults on every request; tests configure them through ``server.faults`` and read
-``server.requests``.
+that stalls or ignores ``Range``, truncated bodies, a flaky 500, bytes that are the right
+length but wrong) and tests must be able to prove what went over the wire (e.g. that no
+``*.safetensors`` byte was ever fetched when only the config was asked for). Both are plain
+thread-safe objects the server consults on every request; tests configure them through
+``server.faults`` and read ``server.requests``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-KINDS = ("status", "stall", "drop", "short", "corrupt")
+KINDS = ("status", "stall", "drop", "short", "corrupt", "norange")
 BODY_KINDS = ("drop", "short", "corrupt")
 TARGETS = ("file", "info", "tree", "refs", "any")
 
@@ -31,8 +31,12 @@ class Fault:
         ``drop``    send ``after_bytes`` body bytes then reset the connection (TCP RST);
         ``short``   announce the full ``Content-Length``, send ``after_bytes`` bytes, then
                     close cleanly (FIN): a truncated body;
-        ``corrupt`` send the right number of bytes, every one of them inverted.
-        ``after_bytes`` defaults to half the body.
+        ``corrupt`` send the right number of bytes, every one of them inverted (from
+                    ``after_bytes`` on when it is given: a header left intact);
+        ``norange`` answer a ``Range`` request with 200 and the whole file, as a CDN that
+                    ignores ``Range`` does (it fires on the first matching response with file
+                    bytes, ranged or not: arm it after the fault that breaks the first one).
+        ``after_bytes`` defaults to half the body (to 0 for ``corrupt``).
     Which requests: ``target`` (``file`` = ``/resolve`` and CDN requests, ``info``, ``tree``,
     ``refs``, ``any``), ``method`` (``GET``, ``HEAD`` or ``*``) and ``match``, a glob on the
     repo file path (file requests) or repo id (others). Body kinds only match responses that
@@ -66,7 +70,9 @@ class Fault:
     @property
     def needs_body(self) -> bool:
         """Whether this fault acts on body bytes (so it can only fire on a response that has some)."""
-        return self.kind in BODY_KINDS or (self.kind == "stall" and self.after_bytes is not None)
+        if self.kind == "stall":
+            return self.after_bytes is not None
+        return self.kind in (*BODY_KINDS, "norange")
 
     def matches(self, target: str, method: str, name: str, has_body: bool) -> bool:
         return (

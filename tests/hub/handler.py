@@ -136,10 +136,11 @@ class Handler(BaseHTTPRequestHandler):
             self._write_body(body, fault)
 
     def _write_body(self, body: bytes, fault: Fault | None) -> None:
-        if fault is None or not fault.needs_body:
+        if fault is None or fault.kind == "norange" or not fault.needs_body:
             return self._write(body)
         if fault.kind == "corrupt":
-            return self._write(body.translate(_INVERT))
+            kept = min(fault.after_bytes or 0, len(body))
+            return self._write(body[:kept] + body[kept:].translate(_INVERT))
         cut = fault.cut(len(body))
         self._write(body[:cut])
         if fault.kind == "stall":
@@ -314,5 +315,8 @@ class Handler(BaseHTTPRequestHandler):
                 (start, end), status = span, 206
                 headers["Content-Range"] = f"bytes {start}-{end - 1}/{f.size}"
         fault = self._inject("file", name, has_body=self.command == "GET" and end > start)
+        if fault is not None and fault.kind == "norange" and status == 206:
+            start, end, status = 0, f.size, 200
+            del headers["Content-Range"]
         headers["Content-Type"] = "application/octet-stream"
         self._respond(status, headers, f.content[start:end], fault=fault)

@@ -196,6 +196,15 @@ def test_range_requests(hub_server, tiny):
         assert weights.status_code == 206 and weights.content == WEIGHTS[8:]
 
 
+def test_a_norange_fault_answers_a_range_with_the_whole_file(hub_server, tiny):
+    hub_server.faults.add("norange", match="model.safetensors")
+    with httpx2.Client() as client:
+        whole = client.get(hub_server.file_url(REPO, "model.safetensors"), headers={"Range": "bytes=8-"},
+                           follow_redirects=True)
+    assert whole.status_code == 200 and whole.content == WEIGHTS and "content-range" not in whole.headers
+    assert [r.fault for r in hub_server.requests.file_requests("model.safetensors")][-1] == "norange"
+
+
 # -- revisions -----------------------------------------------------------------------------
 
 

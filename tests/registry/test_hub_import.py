@@ -34,6 +34,7 @@ from store.errors import (
     ModelExistsError,
     ModelLoadError,
     PickleWeightsError,
+    SafetensorsError,
     StoreIOError,
     UnsupportedArchitectureError,
 )
@@ -127,9 +128,21 @@ def test_view_logits_match_the_published_folder(workspace, hub_server, tiny_mode
     assert ours.dtype == torch.bfloat16 and torch.equal(ours, theirs)
 
 
-def test_sharded_weights_go_one_shard_at_a_time(workspace, hub_server, tiny_model):
+def test_sharded_weights_stream_into_blobs_one_shard_at_a_time(workspace, hub_server, tiny_model, monkeypatch):
+    from huggingface_hub import constants
+
     folder, _ = publish(hub_server, tiny_model, shards=3)
-    temp_files_seen = []
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1000)  # many chunks per shard, to watch between
+    at_start, during = [], []
+
+    def temp_files() -> dict[str, int]:
+        found = {}
+        for path in workspace.layout.tmp.iterdir():
+            try:
+                found[path.name] = path.stat().st_size
+            except FileNotFoundError:  # published or dropped meanwhile, by the thread writing blobs
+                pass
+        return found
 
     class Watching(RecordingReporter):
         def progress_bar(self):
@@ -137,18 +150,31 @@ def test_sharded_weights_go_one_shard_at_a_time(workspace, hub_server, tiny_mode
 
             class Bar(tqdm):
                 def __init__(self, *args, **kwargs):
-                    temp_files_seen.append(sorted(os.listdir(workspace.layout.tmp)))
+                    at_start.append(temp_files())
                     kwargs["disable"] = True
                     super().__init__(*args, **kwargs)
+
+                def update(self, n=1):
+                    during.append((shards[len(at_start) - 1], temp_files()))
+                    return super().update(n)
 
             return Bar
 
     reporter = Watching()
-    result = run_import(workspace, reporter=reporter)
     shards = [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    result = run_import(workspace, reporter=reporter)
     assert [r.file for r in hub_server.requests.file_requests("*.safetensors") if r.server == "cdn"] == shards
-    # When each shard's download starts, the previous one's temp copy is already gone.
-    assert len(temp_files_seen) == 3 and all(len(seen) == 1 for seen in temp_files_seen)
+    # When each shard's download starts, the previous one's blobs are published: tmp is empty.
+    assert at_start == [{}, {}, {}]
+    # While a shard downloads, tmp holds its tensors' blobs, never a copy of it: no temp file
+    # is bigger than the shard's biggest tensor blob.
+    tensors = result.manifest.tensors
+    for shard in shards:
+        biggest_blob = max(tensors[n].blob_size(n) for n in result.manifest.origin.files[shard].tensors)
+        largest_temp = max(size for where, seen in during if where == shard for size in seen.values())
+        assert 0 < largest_temp <= biggest_blob < (folder / shard).stat().st_size
+    assert all(name.startswith("obj-") for _, seen in during for name in seen)
+    assert max(len(seen) for _, seen in during) > 1  # blobs wait, closed, for their shard's sha256
     assert "model.safetensors.index.json" not in result.manifest.files
     assert set(result.manifest.origin.files) >= set(shards)
     index = json.loads((folder / "model.safetensors.index.json").read_text())
@@ -156,6 +182,7 @@ def test_sharded_weights_go_one_shard_at_a_time(workspace, hub_server, tiny_mode
     for shard in shards:
         assert any(line.startswith(f"{shard}: ") and "sha256 verified" in line for _, line in reporter.lines)
         assert result.manifest.origin.files[shard].sha256 == sha256(folder / shard)
+    assert sorted(os.listdir(workspace.layout.tmp)) == []
 
 
 # --- revisions and sources -------------------------------------------------------------------
@@ -513,6 +540,112 @@ def test_a_single_reset_is_resumed(workspace, hub_server, tiny_model):
     result = run_import(workspace)
     assert result.entry.model_name == "Tiny"
     assert len([r for r in hub_server.requests.file_requests(SHARD2) if r.server == "cdn"]) == 2
+
+
+# --- weight files split while they download ---------------------------------------------------------
+
+
+def tensor_digests(folder: Path, relpath: str, tmp_path: Path) -> dict[str, str]:
+    """What a local split of the published file yields: tensor name -> digest."""
+    from store.layout import Layout
+    from store.objects import ObjectStore
+
+    layout = Layout(tmp_path / f"reference-{relpath}")
+    layout.create()
+    return {t.spec.name: t.put.digest for t in ObjectStore(layout).put_tensors(folder / relpath)}
+
+
+def counting_steps(monkeypatch, log: Path) -> None:
+    """Log every mutating filesystem step of this process (MODELSTORE_FAULT=count)."""
+    from store import fsops
+
+    monkeypatch.setattr(fsops, "_plan", fsops._FaultPlan("count", str(log)))
+
+
+def temp_blobs_created(log: Path) -> int:
+    return sum(1 for line in log.read_text().splitlines()
+               if line.split("\t")[1] == "create" and "/tmp/obj-" in line)
+
+
+def test_a_server_ignoring_range_makes_the_split_start_over(workspace, hub_server, tiny_model, monkeypatch,
+                                                           tmp_path):
+    from huggingface_hub import constants
+
+    folder, _ = publish(hub_server, tiny_model)
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1000)  # so bytes are in before the reset
+    hub_server.faults.add(kind="drop", match="model.safetensors", after_bytes=20_000, times=1)
+    hub_server.faults.add(kind="norange", match="model.safetensors", times=1)
+    result = run_import(workspace)
+    first, second = [r for r in hub_server.requests.file_requests("model.safetensors") if r.server == "cdn"]
+    assert first.fault == "drop" and second.range and second.range.startswith("bytes=")
+    assert (second.fault, second.status) == ("norange", 200)  # the whole file again, from byte 0
+    expected = tensor_digests(folder, "model.safetensors", tmp_path)
+    assert {n: t.digest for n, t in result.manifest.tensors.items()} == expected
+    assert {d for d, _ in workspace.layout.iter_object_paths()} >= set(expected.values())
+    assert result.stats.new_objects == len(expected) + len(result.manifest.files)
+    assert sorted(os.listdir(workspace.layout.tmp)) == []
+
+
+def test_tensor_bytes_wrong_in_transit_publish_no_blob(workspace, hub_server, tiny_model, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    folder, _ = publish(hub_server, tiny_model)
+    data = (folder / "model.safetensors").read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1000)
+    hub_server.faults.add(kind="corrupt", match="model.safetensors", after_bytes=header_end + 100)
+    counting_steps(monkeypatch, tmp_path / "steps.log")
+    with pytest.raises(HubIntegrityError) as info:
+        run_import(workspace)
+    assert "model.safetensors from Qwen/Tiny has sha256" in str(info.value)
+    # The header was fine, so the tensors went to temp blobs as they arrived; none was published.
+    assert temp_blobs_created(tmp_path / "steps.log") > 1
+    assert list(workspace.layout.iter_object_paths()) == []
+    assert_store_clean(workspace)
+
+
+def _shards_with(folder: Path, change) -> dict[str, bytes]:
+    """The published folder's files, the second shard rewritten by ``change(shard1, shard2)``."""
+    from safetensors.torch import load_file, save
+
+    one, two = (f"model-0000{i}-of-00002.safetensors" for i in (1, 2))
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    first, second = load_file(folder / one), load_file(folder / two)
+    change(first, second)
+    files[two] = save(second, metadata={"format": "pt"})
+    return files
+
+
+def _first_tensor(shard: dict) -> str:
+    return sorted(shard)[0]
+
+
+HEADER_PROBLEMS = {
+    "a tensor also in the first shard": (
+        lambda first, second: second.update({_first_tensor(first): first[_first_tensor(first)]}),
+        "is also in model-00001-of-00002.safetensors"),
+    "a tensor the index puts there is missing": (
+        lambda first, second: second.pop(_first_tensor(second)),
+        "the checkpoint index and the shard disagree about tensor"),
+}
+
+
+@pytest.mark.parametrize("problem", list(HEADER_PROBLEMS))
+def test_a_shard_header_problem_stops_before_any_of_its_blobs(workspace, hub_server, tiny_model, monkeypatch,
+                                                               tmp_path, problem):
+    change, message = HEADER_PROBLEMS[problem]
+    folder = tiny_model(shards=2, name="src-sharded")
+    commit = hub_server.add_repo(REPO, _shards_with(folder, change), card_license="mit")
+    first = tensor_digests(folder, "model-00001-of-00002.safetensors", tmp_path)
+    counting_steps(monkeypatch, tmp_path / "steps.log")
+    with pytest.raises(SafetensorsError) as info:
+        run_import(workspace)
+    assert str(info.value).startswith(f"{REPO}@{commit[:12]}/model-00002-of-00002.safetensors is not a valid "
+                                      f"safetensors file: ")
+    assert message in str(info.value)
+    assert {d for d, _ in workspace.layout.iter_object_paths()} == set(first.values())
+    assert temp_blobs_created(tmp_path / "steps.log") == len(first)  # not one of the second shard's
+    assert_store_clean(workspace)
 
 
 # --- the load check ---------------------------------------------------------------------------------

@@ -334,7 +334,7 @@ def count_steps(setup: Setup, workdir: Path) -> tuple[list[Step], Path]:
 # The phases of a writing command, each recognised by its first step in the fault-free log.
 PHASES: dict[str, Callable[[str, str], bool]] = {
     "store": lambda op, path: "/FORMAT" in path,  # creating .modelstore/
-    "download": lambda op, path: "/tmp/hub-" in path and op == "write",  # a Hub file
+    "download": lambda op, path: "/tmp/hub-" in path and op == "write",  # a Hub file kept whole
     "blob-write": lambda op, path: "/tmp/obj-" in path and op == "write",
     "blob-publish": lambda op, path: op == "rename" and "/objects/" in path,
     "reuse": lambda op, path: op == "utime",  # refreshing a blob the store already holds

@@ -43,7 +43,7 @@ from store.errors import REMOVED_IN_FLIGHT_HINT, ModelExistsError, ObjectMissing
 from store.gc import plan_gc, sweep
 from store.layout import Layout
 from store.lock import writer_lock
-from store.objects import ObjectStore, _Batch
+from store.objects import ObjectStore, Batch
 from tests.reliability.invariants import check_store, run_cli
 
 
@@ -196,7 +196,7 @@ def test_a_temp_object_removed_before_its_commit_is_named_with_the_cause(tmp_pat
     layout.create()
     store = ObjectStore(layout)
     with pytest.raises(ObjectMissingError) as info:
-        with _Batch(store) as batch:
+        with Batch(store) as batch:
             fd, tmp = layout.new_temp("obj")
             os.write(fd, b"payload")
             batch.add(fd, tmp, digest_bytes(b"payload"), None)

@@ -173,11 +173,12 @@ def test_registering_into_a_store_whose_registry_is_lost_is_refused(tmp_path, ti
 
 
 def test_hub_download_truncates_through_fsops(tmp_path, monkeypatch):
-    from registry.hub_download import RemoteFile, _Sink
+    from registry.hub_download import RemoteFile
+    from registry.hub_sink import Sink
 
     fd, path = fsops.create_temp(tmp_path, "hub")
     remote = RemoteFile(path="model.safetensors", size=4, sha256="0" * 64, git_oid=None)
-    sink = _Sink("org/repo", remote, fd, path)
+    sink = Sink("org/repo", remote, fd, path)
     sink.write(b"abcd")
     monkeypatch.setattr(fsops, "_plan", fsops._FaultPlan("enospc@1", None))
     with pytest.raises(StoreIOError) as raised:

@@ -55,8 +55,9 @@ def test_train_checkpoint_save(tmp_path):
 
 @pytest.mark.slow
 def test_hub_import(tmp_path, hub_server):  # noqa: F811  (fixture)
-    """A Hub file's download into .modelstore/tmp, then the registry write."""
-    figures = run_enospc_steps(hub_scenario(hub_server), phase_steps("download", "registry-write"),
+    """A tensor blob written while its weight file downloads (split as it arrives), then the
+    registry write."""
+    figures = run_enospc_steps(hub_scenario(hub_server), phase_steps("blob-write", "registry-write"),
                                tmp_path)
     assert_all_promises_kept(figures)
     assert figures["ops"] == ["write"]
