@@ -24,10 +24,11 @@ def test_kills_at_sampled_steps_of_an_import(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_hundred_random_kills_of_an_import(tmp_path):
-    figures = run_random_kills(import_fresh(), trials=200, seed=2024, workdir=tmp_path)
-    assert figures["completed_before_kill"] < 150
-    assert_crash_safe(figures, trials=200, min_killed=50, min_points=25)
+def test_a_hundred_random_kills_of_an_import(tmp_path):
+    """`make reliability` runs 200 (the README's figure); the suite runs half, for time."""
+    figures = run_random_kills(import_fresh(), trials=100, seed=2024, workdir=tmp_path)
+    assert figures["completed_before_kill"] < 75
+    assert_crash_safe(figures, trials=100, min_killed=25, min_points=15)
     total, points = figures["steps_total"], figures["kill_points"]
     # Kills landed in every phase: blobs, then manifest, view and registry (the last third).
     assert min(points) < total / 3 and max(points) > 2 * total / 3, points
