@@ -2,7 +2,10 @@
 
 Every write goes: unique temp file in ``.modelstore/tmp/`` -> bytes -> fsync -> re-hash the
 temp file (the name is always the digest of what is on disk, even if the source changed
-under us) -> mode 0444 -> rename to ``objects/ab/cdef...`` -> fsync the directory. Putting
+under us) -> mode 0444 -> rename to ``objects/ab/cdef...`` -> fsync the directory. Tensors
+split from a file skip the re-hash: they are read into private memory, hashed there and
+written from there, so what is written is what was hashed (and a tensor too big to be read
+whole is hashed again as it is written, and refused if the source changed). Putting
 an object that already exists with the right size writes nothing; it only refreshes the
 object's mtime so that a concurrent ``gc`` (which spares young objects) cannot collect a
 blob an import is about to reference.
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store import fsops
-from store.digest import digest_bytes, digest_fd
+from store.digest import Hasher, digest_bytes, digest_fd
 from store.errors import REMOVED_IN_FLIGHT_HINT, CorruptObjectError, ObjectMissingError, SourceChangedError
 from store.layout import OBJECT_MODE, Layout
 from store.tensorfile import TensorSpec, canonical_header, read_header
@@ -129,28 +132,43 @@ class ObjectStore:
             src = f.fileno()
             size = os.fstat(src).st_size
             header = read_header(source, size, fd=src)
-            with _map(src, size > header.data_start) as mapped, Batch(self) as batch:
-                return [StoredTensor(spec, self._put_tensor(src, mapped, spec, source, batch))
+            largest = max((spec.nbytes for spec in header.tensors), default=0)
+            buffer = memoryview(bytearray(min(largest, _COPY_BUFFER)))
+            with Batch(self) as batch:
+                return [StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch))
                         for spec in header.tensors]
 
-    def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec, source: Path,
+    def _put_tensor(self, src: int, buffer: memoryview, spec: TensorSpec, source: Path,
                     batch: Batch) -> PutResult:
-        digest, size = _tensor_digest(mapped, spec)
+        """One tensor, read into ``buffer`` (private memory, so the bytes written are exactly
+        the bytes hashed, whatever happens to the source meanwhile): hashed, and written if
+        the store lacks it. A tensor bigger than the buffer is hashed once in chunks, then
+        read, hashed and written again, and refused if the source changed in between."""
+        head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
+        size = len(head) + spec.nbytes
+        whole = spec.nbytes <= len(buffer)
+        if whole:
+            data = buffer[:spec.nbytes]
+            _read_at(src, data, spec.start, source)
+            digest = digest_bytes(head, data)
+        else:
+            digest = _copy_chunks(src, buffer, spec, head, None, source)
         if self._have(digest, size):
             return PutResult(digest, size, written=False)
-        head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
         fd, tmp = self.layout.new_temp("obj")
         with _closing_on_error(fd, tmp):
             fsops.write_all(fd, head, tmp)
-            # One large write from the map the digest was just computed from, not
-            # copy_file_range: the blob then sits in the page cache as large folios, so a
-            # model mapped from the store faults its weights in per folio rather than per
-            # 4 KB page (bench/load.py: 1.3x -> 1.0x time to first logits). Reflinking could
-            # not apply anyway: the data starts at an unaligned offset after the header.
-            if mapped is not None and spec.nbytes:
-                with memoryview(mapped)[spec.start:spec.end] as data:
+            # One large write per tensor (or chunk), not copy_file_range: the blob then sits in
+            # the page cache as large folios, so a model mapped from the store faults its
+            # weights in per folio rather than per 4 KB page (bench/load.py: 1.3x -> 1.0x time
+            # to first logits). Reflinking could not apply anyway: the data starts at an
+            # unaligned offset after the header.
+            if whole:
+                if spec.nbytes:
                     fsops.write_all(fd, data, tmp)
-        return batch.add(fd, tmp, digest, source)
+            elif _copy_chunks(src, buffer, spec, head, (fd, tmp), source) != digest:
+                raise SourceChangedError(source)
+        return batch.add(fd, tmp, digest, source, hashed_as_written=True)
 
     def missing_bytes(self, source: Path) -> int:
         """Bytes that storing ``source`` would write: its blobs not yet in the store.
@@ -207,6 +225,7 @@ class Batch:
     def __init__(self, store: ObjectStore):
         self.store = store
         self.pending: list[tuple[int, Path, str, Path | None]] = []
+        self.hashed_as_written: set[Path] = set()  # temp files written from the bytes hashed
         self.bytes = 0
 
     def __enter__(self) -> Batch:
@@ -218,11 +237,18 @@ class Batch:
         else:
             self.abort()
 
-    def add(self, fd: int, tmp: Path, digest: str, source: Path | None) -> PutResult:
-        """Queue a finished temp file; its object exists once the batch is flushed."""
+    def add(self, fd: int, tmp: Path, digest: str, source: Path | None, *,
+            hashed_as_written: bool = False) -> PutResult:
+        """Queue a finished temp file; its object exists once the batch is flushed.
+
+        ``hashed_as_written``: every byte written came from private memory that was hashed to
+        ``digest`` (not from a map of a file someone else may change), so the file need not be
+        read back and hashed again before it is published."""
         size = os.fstat(fd).st_size
         fsops.start_writeback(fd)
         self.pending.append((fd, tmp, digest, source))
+        if hashed_as_written:
+            self.hashed_as_written.add(tmp)
         self.bytes += size
         if len(self.pending) >= self.MAX_FILES or self.bytes >= self.MAX_BYTES:
             self.flush()
@@ -233,13 +259,14 @@ class Batch:
             os.close(fd)
             fsops.unlink(tmp)
         self.pending, self.bytes = [], 0
+        self.hashed_as_written.clear()
 
     def flush(self) -> None:
         """fsync and verify every file, seal it 0444, rename it into place, fsync the dirs."""
         try:
             for fd, tmp, digest, source in self.pending:
                 fsops.fsync(fd, tmp)
-                actual = digest_fd(fd)
+                actual = digest if tmp in self.hashed_as_written else digest_fd(fd)
                 if actual != digest:
                     if source is not None:
                         raise SourceChangedError(source)
@@ -249,6 +276,7 @@ class Batch:
             self.abort()
             raise
         batch, self.pending, self.bytes = self.pending, [], 0
+        self.hashed_as_written.clear()
         fans: dict[Path, bool] = {}
         try:
             for fd, tmp, digest, _ in batch:
@@ -270,6 +298,36 @@ class Batch:
             fsops.fsync_dir(fan)
         if any(fans.values()):
             fsops.fsync_dir(self.store.layout.objects)
+
+
+# Tensors up to this size are read whole into one private buffer; bigger ones go in chunks.
+_COPY_BUFFER = 64 << 20
+
+
+def _read_at(src: int, into: memoryview, offset: int, source: Path) -> None:
+    """Fill ``into`` with the source's bytes at ``offset``; a file that shrank is refused."""
+    done = 0
+    while done < len(into):
+        with into[done:] as rest:
+            count = os.preadv(src, [rest], offset + done)
+        if count == 0:
+            raise SourceChangedError(source)
+        done += count
+
+
+def _copy_chunks(src: int, buffer: memoryview, spec: TensorSpec, head: bytes,
+                 dest: tuple[int, Path] | None, source: Path) -> str:
+    """Digest of the tensor's canonical blob, read through ``buffer`` chunk by chunk; with
+    ``dest`` (fd, path), each chunk is also written there, from the same memory it was hashed in."""
+    hasher = Hasher()
+    hasher.update(head)
+    for offset in range(spec.start, spec.end, len(buffer)):
+        with buffer[:min(len(buffer), spec.end - offset)] as chunk:
+            _read_at(src, chunk, offset, source)
+            hasher.update(chunk)
+            if dest is not None:
+                fsops.write_all(dest[0], chunk, dest[1])
+    return hasher.hexdigest()
 
 
 def _tensor_digest(mapped: mmap.mmap | None, spec: TensorSpec) -> tuple[str, int]:

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from store.digest import digest_bytes, digest_file
-from store.errors import ObjectMissingError, CorruptObjectError
+from store.errors import CorruptObjectError, ObjectMissingError, SourceChangedError
 from store.layout import Layout
 from store.objects import ObjectStore
 
@@ -87,6 +87,47 @@ def test_put_tensor_from_memory_matches_split_blob(objects, tmp_path):
     [split] = objects.put_tensors(tmp_path / "m.safetensors")
     from_memory = objects.put_tensor("w", "F32", [5, 7], tensor.numpy().tobytes())
     assert from_memory.digest == split.put.digest and not from_memory.written
+
+
+def test_a_tensor_bigger_than_the_copy_buffer_goes_in_chunks_with_the_same_digest(objects, tmp_path,
+                                                                                   monkeypatch):
+    import store.objects
+
+    tensors = {"big": torch.randn(64, 33), "small": torch.arange(3, dtype=torch.int32)}
+    save_file(tensors, tmp_path / "m.safetensors")
+    whole = {i.spec.name: i.put.digest for i in objects.put_tensors(tmp_path / "m.safetensors")}
+    for digest in whole.values():  # start again from an empty store
+        os.unlink(objects.path(digest))
+    monkeypatch.setattr(store.objects, "_COPY_BUFFER", 1000)  # "big" is 8448 bytes: 9 chunks
+    chunked = {i.spec.name: i.put for i in objects.put_tensors(tmp_path / "m.safetensors")}
+    assert {n: p.digest for n, p in chunked.items()} == whole and all(p.written for p in chunked.values())
+    assert torch.equal(load_file(objects.path(whole["big"]))["big"], tensors["big"])
+    assert objects.rehash(whole["big"]) == whole["big"]
+
+
+def test_a_source_changed_between_hashing_and_copying_a_big_tensor_is_refused(objects, tmp_path,
+                                                                                monkeypatch):
+    """Chunked tensors are read twice (hash, then copy): a change in between must not give
+    an object whose bytes are not its name's, nor leave a temp file."""
+    import store.objects
+
+    path = tmp_path / "m.safetensors"
+    save_file({"big": torch.zeros(64, 33)}, path)
+    monkeypatch.setattr(store.objects, "_COPY_BUFFER", 1000)
+    real = store.objects._copy_chunks
+
+    def change_after_hashing(src, buffer, spec, head, dest, source):
+        if dest is not None:  # the copy pass: the file was rewritten since it was hashed
+            with open(path, "r+b") as f:
+                f.seek(spec.end - 1)
+                f.write(b"\x01")
+        return real(src, buffer, spec, head, dest, source)
+
+    monkeypatch.setattr(store.objects, "_copy_chunks", change_after_hashing)
+    with pytest.raises(SourceChangedError, match="m.safetensors"):
+        objects.put_tensors(path)
+    assert list(objects.layout.iter_object_paths()) == []
+    assert list(objects.layout.tmp.iterdir()) == []
 
 
 def test_missing_bytes_counts_only_absent_blobs(objects, tmp_path):
