@@ -301,16 +301,20 @@ def run_random_kills(scenario: Scenario, trials: int, seed: int, workdir: Path |
     return asdict(figures)
 
 
-def run_step_kills(scenario: Scenario, steps: int | None = None, workdir: Path | None = None) -> dict:
+def run_step_kills(scenario: Scenario, steps: int | None = None, workdir: Path | None = None,
+                   share: tuple[int, int] = (0, 1)) -> dict:
     """Kill the command at each of its mutating steps (``steps=None``), or at ``steps`` of them
-    (see ``pick_steps``)."""
+    (see ``pick_steps``). ``share=(part, parts)``: only the picked steps k with
+    ``(k - 1) % parts == part``, so one sweep can run as several tests spread over workers."""
     started = time.perf_counter()
     folder, owned = _workdir(workdir)
     try:
         bench = _Bench(scenario, folder)
         figures = Figures(scenario.name, "steps", steps_total=len(bench.baseline))
+        part, parts = share
         for k in pick_steps(bench.baseline, steps):
-            bench.trial(figures, fault=f"kill@{k}")
+            if (k - 1) % parts == part:
+                bench.trial(figures, fault=f"kill@{k}")
     finally:
         if owned:
             shutil.rmtree(folder, ignore_errors=True)
