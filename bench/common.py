@@ -66,6 +66,19 @@ def alternate(rounds: int, contenders: dict[str, Callable[[], object]],
     return times
 
 
+def floor_times(rounds: int, setup: Callable[[], object], timed_part: Callable[[], object]) -> list[float]:
+    """Times of ``timed_part`` alone, each after an untimed ``setup`` (on a synced filesystem).
+
+    For floors: work any contender must also do, timed on its own in the same run (the
+    writeback of the bytes a copy left dirty, the imports every process of ours pays)."""
+    times = []
+    for _ in range(rounds):
+        os.sync()
+        setup()
+        times.append(timed(timed_part))
+    return times
+
+
 def run(*cmd: str | os.PathLike, cwd: Path | None = None) -> None:
     subprocess.run([str(c) for c in cmd], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
 
@@ -91,11 +104,15 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def report(name: str, times: dict[str, list[float]], baseline: str, target: str, **extra) -> dict:
-    medians = {k: statistics.median(v) for k, v in times.items()}
+def report(name: str, times: dict[str, list[float]], baseline: str, target: str,
+           floors: dict[str, list[float]] | None = None, **extra) -> dict:
+    """Medians and ratios to ``baseline``; ``floors`` (from ``floor_times``) are reported the
+    same way: a lower bound on what the contenders can reach on this machine, in this run."""
+    medians = {k: statistics.median(v) for k, v in {**times, **(floors or {})}.items()}
     ratios = {k: medians[k] / medians[baseline] for k in medians if k != baseline}
     result = {"bench": name, "target": target, "rounds": len(times[baseline]),
-              "median_s": medians, "ratio_to_" + baseline: ratios, **extra,
+              "median_s": medians, "ratio_to_" + baseline: ratios,
+              "floors": sorted(floors or {}), **extra,
               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "results.jsonl", "a") as f:
@@ -103,7 +120,8 @@ def report(name: str, times: dict[str, list[float]], baseline: str, target: str,
     print(f"\n[{name}] target: {target}")
     for k, v in medians.items():
         ratio = f"  ({ratios[k]:.2f}x {baseline})" if k in ratios else ""
-        print(f"  {k:<32} median {v:7.3f} s over {len(times[k])} rounds{ratio}")
+        label = f"floor: {k}" if k in (floors or {}) else k
+        print(f"  {label:<44} median {v:7.3f} s over {len({**times, **(floors or {})}[k])} rounds{ratio}")
     for k, v in extra.items():
         print(f"  {k}: {v}")
     return result

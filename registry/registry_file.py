@@ -96,15 +96,8 @@ def encode_registry(doc: RegistryDoc) -> bytes:
 
 def write_registry(doc: RegistryDoc, path: Path, tmp_dir: Path) -> None:
     """Replace the registry atomically; the replaced file becomes ``registry.json.prev``."""
-    data = encode_registry(doc)
-    fd, tmp = fsops.create_temp(tmp_dir, "registry")
+    tmp = fsops.write_temp(tmp_dir, "registry", encode_registry(doc))
     try:
-        try:
-            fsops.write_all(fd, data, tmp)
-            os.fchmod(fd, 0o644)
-            fsops.fsync(fd, tmp)
-        finally:
-            os.close(fd)
         fsops.mkdirs(path.parent)
         _keep_previous(path, tmp_dir)
         fsops.rename(tmp, path)  # the commit point of every registry change

@@ -76,12 +76,18 @@ def gc_text(outcome: GcOutcome, root: Path) -> str:
         for doomed in plan.temp:
             lines.append(f"would remove temp {_rel(doomed.path, root)} ({human_bytes(doomed.size)}, "
                          f"{duration(doomed.age_s)} old)")
+        for record in plan.records:
+            of = f"of {record.folder}: " if record.folder is not None else ""
+            lines.append(f"would remove source record {_rel(record.path, root)} ({of}{record.why})")
+        records = f", {len(plan.records)} stale source records" if plan.records else ""
         lines.append(f"dry run: would free {human_bytes(plan.bytes)}: {len(plan.objects)} unreachable "
-                     f"objects, {len(plan.temp)} temp files{young}; {plan.reachable} reachable objects kept")
+                     f"objects, {len(plan.temp)} temp files{records}{young}; {plan.reachable} reachable "
+                     "objects kept")
         return "\n".join(lines)
     spared = f"; {result.spared} kept because a writer used them meanwhile" if result.spared else ""
+    records = f", {result.removed_records} stale source records" if result.removed_records else ""
     lines.append(f"removed {result.removed_objects} unreachable objects and {result.removed_temp} temp "
-                 f"files, freed {human_bytes(result.freed_bytes)}{young}{spared}; {plan.reachable} "
+                 f"files{records}, freed {human_bytes(result.freed_bytes)}{young}{spared}; {plan.reachable} "
                  "reachable objects kept")
     return "\n".join(lines)
 

@@ -176,14 +176,7 @@ def view_in_place(workspace: Workspace, entry: RegistryEntry, manifest: Manifest
                 folders.add(link.parent)
             fsops.symlink(spec.link_target(workspace, name, relpath), link)
         for relpath, data in spec.generated.items():
-            fd, tmp = fsops.create_temp(staging, relpath)
-            try:
-                fsops.write_all(fd, data, tmp)
-                os.fchmod(fd, 0o644)
-                fsops.fsync(fd, tmp)
-            finally:
-                os.close(fd)
-            fsops.rename(tmp, staging / relpath)
+            fsops.rename(fsops.write_temp(staging, relpath, data), staging / relpath)
         fsops.fsync_dir(staging)
         placed, old = _swap_into_place(staging, final, replace)
     except BaseException:

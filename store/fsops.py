@@ -368,13 +368,10 @@ def _unsafe_or_wrapped(path: Path, error: OSError) -> OSError:
     return _wrap(path, error)
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:
-    """Write ``path`` so a reader sees the old bytes or the new ones, never a mix.
-
-    Temp file in ``tmp_dir`` (same filesystem), fsync, rename over ``path``, fsync the
-    directory.
-    """
-    fd, tmp = create_temp(tmp_dir, path.name)
+def write_temp(tmp_dir: Path, prefix: str, data: bytes, mode: int = 0o644) -> Path:
+    """A new temp file in ``tmp_dir`` holding ``data``, with ``mode``, fsync'd and closed:
+    ready to be renamed into place. On any error nothing is left behind."""
+    fd, tmp = create_temp(tmp_dir, prefix)
     try:
         write_all(fd, data, tmp)
         os.fchmod(fd, mode)
@@ -384,6 +381,16 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> N
         unlink(tmp)
         raise
     os.close(fd)
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, tmp_dir: Path, mode: int = 0o644) -> None:
+    """Write ``path`` so a reader sees the old bytes or the new ones, never a mix.
+
+    Temp file in ``tmp_dir`` (same filesystem), fsync, rename over ``path``, fsync the
+    directory.
+    """
+    tmp = write_temp(tmp_dir, path.name, data, mode)
     try:
         rename(tmp, path)
     except BaseException:

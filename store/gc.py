@@ -3,7 +3,8 @@
 What is reachable is the registry's business (``registry.collect`` works it out from the
 registered manifests and their lineage); this module gets the set of digests to keep and:
 
-- plans: every object not in that set, and every temp file, older than the grace period;
+- plans: every object not in that set, every temp file, and every source record of a folder
+  that is gone (``store.sourcecache.stale_records``), older than the grace period;
   younger ones are kept, since an import in flight writes blobs before its manifest and
   registry entry exist (and refreshes the mtime of any blob it deduplicates against);
 - sweeps, with the writer lock held by the caller: each doomed object is first renamed out
@@ -29,6 +30,7 @@ from store import fsops
 from store.errors import UsageError
 from store.layout import Layout
 from store.objects import ObjectStore
+from store.sourcecache import folder_exists, stale_records
 from store.verify import inventory
 
 DEFAULT_GRACE_S = 3600.0
@@ -53,27 +55,40 @@ class Doomed:
     digest: str | None = None  # objects only
 
 
+@dataclass(frozen=True)
+class DoomedRecord:
+    """A source record (``store.sourcecache``) no import can use any more."""
+
+    path: Path
+    size: int
+    age_s: float
+    folder: str | None  # the folder it remembered; None when it cannot be read
+    why: str
+
+
 @dataclass
 class GcPlan:
     grace_s: float
     reachable: int  # objects kept because something reaches them
     objects: list[Doomed] = field(default_factory=list)  # unreachable and older than grace
     temp: list[Doomed] = field(default_factory=list)  # temp files and folders older than grace
+    records: list[DoomedRecord] = field(default_factory=list)  # of folders that are gone, or unreadable
     young: list[Doomed] = field(default_factory=list)  # unreachable but within grace: kept
 
     @property
     def bytes(self) -> int:
-        return sum(d.size for d in self.objects) + sum(d.size for d in self.temp)
+        return sum(d.size for d in self.objects + self.temp + self.records)
 
     @property
     def empty(self) -> bool:
-        return not self.objects and not self.temp
+        return not self.objects and not self.temp and not self.records
 
 
 @dataclass
 class GcResult:
     removed_objects: int = 0
     removed_temp: int = 0
+    removed_records: int = 0
     freed_bytes: int = 0
     spared: int = 0  # planned, but touched by a writer since: kept
 
@@ -99,6 +114,10 @@ def plan_gc(layout: Layout, keep: set[str], grace_s: float, *, extra_temp: Itera
         size, mtime = _footprint(path)
         if mtime is not None and now - mtime >= grace_s:
             plan.temp.append(Doomed(path, size, now - mtime))
+    for record in stale_records(layout):
+        size, mtime = _footprint(record.path)
+        if mtime is not None and now - mtime >= grace_s:
+            plan.records.append(DoomedRecord(record.path, size, now - mtime, record.folder, record.why))
     plan.objects.sort(key=lambda d: d.digest or "")
     plan.temp.sort(key=lambda d: str(d.path))
     return plan
@@ -124,6 +143,12 @@ def sweep(layout: Layout, plan: GcPlan) -> GcResult:
             fsops.rmtree(doomed.path)
             result.removed_temp += 1
             result.freed_bytes += size
+        for doomed in plan.records:
+            if _record_in_use(doomed, plan.grace_s):
+                continue
+            fsops.unlink(doomed.path)
+            result.removed_records += 1
+            result.freed_bytes += doomed.size
     finally:
         if staging is not None:
             fsops.rmtree(staging)
@@ -143,6 +168,15 @@ def _remove_object(doomed: Doomed, staging: Path, grace_s: float) -> bool:
         return False
     fsops.unlink(moved)
     return True
+
+
+def _record_in_use(doomed: DoomedRecord, grace_s: float) -> bool:
+    """True if the record is gone already, or was rewritten since the plan (its folder is
+    back and was imported again): then it stays as it is."""
+    _, mtime = _footprint(doomed.path)
+    if mtime is None or time.time() - mtime < grace_s:
+        return True
+    return doomed.folder is not None and folder_exists(doomed.folder)
 
 
 def _footprint(path: Path) -> tuple[int, float | None]:

@@ -21,7 +21,8 @@ Why an unchanged identity is trusted:
   sends the whole file back to hashing. ``validate-registry`` never consults it.
 
 Records live in ``.modelstore/sources/<digest of the folder path>.json``; writing one is an
-ordinary atomic write, done before the import commits.
+ordinary atomic write, done before the import commits. ``gc`` drops the records of folders
+that are gone, and records it cannot read (``stale_records``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -88,6 +90,55 @@ class SourceRecord(Record):
 def _racy(entry: RememberedFile) -> bool:
     """Modified so shortly before it was hashed that a same-tick write could hide (see above)."""
     return entry.identity.mtime_ns > entry.hashed_ns - RACY_NS
+
+
+@dataclass(frozen=True)
+class StaleRecord:
+    path: Path
+    folder: str | None  # None: the record cannot be read
+    why: str
+
+
+def stale_records(layout: Layout) -> list[StaleRecord]:
+    """Records no import can use any more: their folder is gone, or they cannot be read."""
+    if not layout.sources.is_dir() or os.path.islink(layout.sources):
+        return []
+    stale = []
+    for path in sorted(layout.sources.iterdir()):
+        if not path.name.endswith(".json"):
+            continue
+        record = _read_record(path)
+        if record is None:
+            stale.append(StaleRecord(path, None, "unreadable"))
+        elif not folder_exists(record.folder):
+            stale.append(StaleRecord(path, record.folder, "folder gone"))
+    return stale
+
+
+def folder_exists(folder: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(folder).st_mode)
+    except OSError:
+        return False
+
+
+def _read_record(path: Path) -> SourceRecord | None:
+    """The record at ``path``; None if it is absent, a link, not a file, too big or malformed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD_BYTES:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            record = decode(f.read(), SourceRecord)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    finally:
+        os.close(fd)
+    return record if record.version == RECORD_VERSION else None
 
 
 class SourceCache:
@@ -171,21 +222,7 @@ class SourceCache:
         """The folder's remembered files; nothing if the record is absent, odd or unreadable."""
         if os.path.islink(self.layout.sources):
             return {}
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return {}
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RECORD_BYTES:
-                return {}
-            with os.fdopen(os.dup(fd), "rb") as f:
-                data = f.read()
-            record = decode(data, SourceRecord)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            return {}
-        finally:
-            os.close(fd)
-        if record.version != RECORD_VERSION or record.folder != self.folder:
+        record = _read_record(self.path)
+        if record is None or record.folder != self.folder:
             return {}
         return record.files

@@ -158,6 +158,26 @@ def test_gc_dry_run_then_gc(s, run):
     assert run("validate-registry").exit_code == 0
 
 
+def test_gc_forgets_source_records_of_removed_folders(s, run):
+    """The store's memory of a source folder (store.sourcecache) goes once the folder is gone."""
+    import shutil
+
+    records = sorted((s.root / ".modelstore" / "sources").iterdir())
+    assert len(records) == 2  # one per imported folder
+    shutil.rmtree(s.src_b)
+    listed = run("gc", "--dry-run", "--grace", "0")
+    assert listed.exit_code == 0
+    wanted = [line for line in listed.stdout.splitlines() if line.startswith("would remove source record ")]
+    assert len(wanted) == 1 and wanted[0].endswith(f"(of {s.src_b}: folder gone)")
+    assert ", 1 stale source records" in listed.stdout.splitlines()[-1]
+    removed = run("gc", "--grace", "0")
+    assert removed.exit_code == 0 and ", 1 stale source records, freed " in removed.stdout
+    left = sorted((s.root / ".modelstore" / "sources").iterdir())
+    assert len(left) == 1 and wanted[0].startswith(f"would remove source record .modelstore/sources/")
+    assert str(left[0].relative_to(s.root)) not in wanted[0]
+    assert run("validate-registry").exit_code == 0
+
+
 def test_gc_default_grace_keeps_fresh_objects(s, run):
     run("delete-model", "b", "--yes", "--delete-files")
     result = run("gc")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
 
 from store import fsops
-from store.errors import UsageError
+from store.errors import UnsafePathError, UsageError
 from store.gc import parse_duration, plan_gc, sweep
 from store.layout import Layout
 from store.objects import ObjectStore
 from store.quarantine import list_quarantine, move_aside
+from store.sourcecache import SourceCache
 
 HOUR = 3600.0
 
@@ -140,3 +142,63 @@ def test_every_removal_goes_through_fsops(store, tmp_path, monkeypatch):
     ops = {(op, os.path.basename(path)) for op, path in steps}
     assert ("rename", put.digest) in ops and ("unlink", put.digest) in ops
     assert ("rmtree", stale.name) in ops
+
+
+def remembered(layout, objects, folder):
+    """A source record for ``folder`` (one small file in it), as an import leaves it."""
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_bytes(b"{}")
+    cache = SourceCache(layout, objects, folder)
+    cache.put_file("config.json", folder / "config.json")
+    cache.save()
+    return cache.path
+
+
+def test_plan_takes_records_of_gone_folders_and_unreadable_ones(store, tmp_path):
+    layout, objects = store
+    kept = remembered(layout, objects, tmp_path / "still-here")
+    gone = remembered(layout, objects, tmp_path / "removed")
+    shutil.rmtree(tmp_path / "removed")
+    damaged = layout.sources / ("0" * 64 + ".json")
+    damaged.write_bytes(b"{not json")
+    for path in (kept, gone, damaged):
+        age(path, 2 * HOUR)
+    plan = plan_gc(layout, set(), HOUR)
+    assert [(r.path, r.folder, r.why) for r in plan.records] == [
+        (damaged, None, "unreadable"), (gone, str(tmp_path / "removed"), "folder gone")]
+    assert plan.bytes == gone.stat().st_size + damaged.stat().st_size
+    result = sweep(layout, plan)
+    assert result.removed_records == 2 and result.freed_bytes == plan.bytes
+    assert sorted(layout.sources.iterdir()) == [kept]
+
+
+def test_young_record_of_a_gone_folder_is_kept(store, tmp_path):
+    layout, objects = store
+    remembered(layout, objects, tmp_path / "removed")
+    shutil.rmtree(tmp_path / "removed")
+    assert plan_gc(layout, set(), HOUR).records == []
+    assert len(plan_gc(layout, set(), 0).records) == 1
+
+
+def test_record_whose_folder_came_back_after_the_plan_is_kept(store, tmp_path):
+    layout, objects = store
+    record = remembered(layout, objects, tmp_path / "moved")
+    shutil.rmtree(tmp_path / "moved")
+    age(record, 2 * HOUR)
+    plan = plan_gc(layout, set(), HOUR)
+    assert [r.path for r in plan.records] == [record]
+    (tmp_path / "moved").mkdir()  # restored from a backup while gc ran
+    assert sweep(layout, plan).removed_records == 0
+    assert record.exists()
+
+
+def test_linked_sources_folder_is_refused(store, tmp_path):
+    layout, objects = store
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ("1" * 64 + ".json")).write_bytes(b"not ours")
+    os.rmdir(layout.sources) if layout.sources.is_dir() else None
+    os.symlink(outside, layout.sources)
+    with pytest.raises(UnsafePathError):
+        plan_gc(layout, set(), 0)
+    assert (outside / ("1" * 64 + ".json")).exists()
