@@ -7,9 +7,13 @@ once, as its blobs, instead of whole into a temp file that is then read again an
 1. the first 8 bytes and the JSON header are buffered, then validated exactly as
    ``read_header`` does (the file's size is known up front); ``on_header`` runs the caller's
    own checks (tensor names, the checkpoint index) before any blob is started;
-2. each tensor's bytes go, behind its canonical header, into a temp blob in ``tmp/``, hashed
-   (BLAKE3) as they pass. Once complete, a blob the store already holds is deleted; the
-   others wait, closed (a shard of thousands of tensors must not hold thousands of fds);
+2. each tensor's bytes are hashed (BLAKE3) as they pass. A tensor of up to ``GATHER_BYTES``
+   is gathered in memory and written to a temp blob in ``tmp/`` only once it is complete and
+   the store lacks it, so a tensor the store already holds (a new revision that changed a
+   few tensors, a repo whose weights were imported from a folder) costs no disk write. A
+   bigger one goes, behind its canonical header, straight into a temp blob as it arrives,
+   deleted on completion if the store holds it. Complete temp blobs wait, closed (a shard
+   of thousands of tensors must not hold thousands of fds);
 3. ``finish()``, called only once the caller has verified the whole file (the Hub's sha256),
    publishes the waiting blobs the way ``ObjectStore`` publishes any (``Batch``: fsync,
    read-back verify, 0444, rename, fan-out fsync). ``abort()`` removes them instead, and a
@@ -36,6 +40,8 @@ from store.errors import REMOVED_IN_FLIGHT_HINT, ModelStoreError, ObjectMissingE
 from store.objects import ObjectStore, PutResult, StoredTensor, Batch
 from store.tensorfile import TensorFileHeader, TensorSpec, canonical_header, header_length, parse_header
 
+# Tensors up to this size are gathered in memory before anything of them is written.
+GATHER_BYTES = 32 << 20
 # Waiting temp blobs get a fresh mtime this often (seconds): gc sweeps temp files older than
 # its grace period (1 hour by default), and a slow download can keep blobs waiting longer.
 REFRESH_S = 600.0
@@ -43,13 +49,19 @@ REFRESH_S = 600.0
 
 @dataclass
 class _Blob:
-    """The temp blob being written: one tensor's canonical header, then its bytes."""
+    """The tensor being received: gathered in memory, or written to a temp blob as it comes
+    (its canonical header, then its bytes)."""
 
     spec: TensorSpec
-    fd: int
-    tmp: Path
-    size: int
+    head: bytes
     hasher: Hasher
+    gathered: bytearray | None = None  # a small tensor's bytes so far
+    fd: int | None = None  # a big tensor's temp blob
+    tmp: Path | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + self.spec.nbytes
 
 
 class TensorStream:
@@ -136,7 +148,10 @@ class TensorStream:
         taken = min(len(data), spec.end - self.received)
         if taken:
             with data[:taken] as piece:
-                fsops.write_all(self.blob.fd, piece, self.blob.tmp)
+                if self.blob.gathered is not None:
+                    self.blob.gathered += piece
+                else:
+                    fsops.write_all(self.blob.fd, piece, self.blob.tmp)
                 self.blob.hasher.update(piece)
             self.received += taken
         if self.received == spec.end:
@@ -146,32 +161,42 @@ class TensorStream:
 
     def _open(self, spec: TensorSpec) -> _Blob:
         head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
-        fd, tmp = self.store.layout.new_temp("obj")
-        try:
-            fsops.write_all(fd, head, tmp)
-        except BaseException:
-            os.close(fd)
-            fsops.unlink(tmp)
-            raise
         # One thread: the bytes are hashed beside the download (and, in an import, the load
         # check's worker starting up); BLAKE3's own threads only contend for the same cores.
         hasher = Hasher(threaded=False)
         hasher.update(head)
-        return _Blob(spec, fd, tmp, len(head) + spec.nbytes, hasher)
+        if spec.nbytes <= GATHER_BYTES:
+            return _Blob(spec, head, hasher, gathered=bytearray())
+        fd, tmp = self._new_temp(head)
+        return _Blob(spec, head, hasher, fd=fd, tmp=tmp)
+
+    def _new_temp(self, *parts: bytes | bytearray) -> tuple[int, Path]:
+        """A temp blob holding ``parts``, open for more; removed again if a write fails."""
+        fd, tmp = self.store.layout.new_temp("obj")
+        try:
+            for part in parts:
+                fsops.write_all(fd, part, tmp)
+        except BaseException:
+            os.close(fd)
+            fsops.unlink(tmp)
+            raise
+        return fd, tmp
 
     def _close(self) -> None:
         """The tensor is complete: keep its blob for publishing, unless the store has it."""
-        blob = self.blob
+        blob, self.blob = self.blob, None
         digest = blob.hasher.hexdigest()
         have = self.store.holds(digest, blob.size)
-        if not have:
-            fsops.start_writeback(blob.fd)  # the disk works while the rest downloads
-        self.blob = None
-        os.close(blob.fd)
-        if have:
-            fsops.unlink(blob.tmp)
-        else:
-            self.waiting.append((blob.tmp, digest))
+        if blob.gathered is not None and not have:
+            blob.fd, blob.tmp = self._new_temp(blob.head, blob.gathered)
+        if blob.fd is not None:
+            if not have:
+                fsops.start_writeback(blob.fd)  # the disk works while the rest downloads
+            os.close(blob.fd)
+            if have:
+                fsops.unlink(blob.tmp)
+            else:
+                self.waiting.append((blob.tmp, digest))
         self.results[blob.spec.name] = PutResult(digest, blob.size, written=not have)
 
     def _refresh(self) -> None:
@@ -214,10 +239,10 @@ class TensorStream:
 
     def abort(self) -> None:
         """Remove every temp blob of this file; nothing of it gets published."""
-        if self.blob is not None:
-            os.close(self.blob.fd)
-            fsops.unlink(self.blob.tmp)
-            self.blob = None
+        blob, self.blob = self.blob, None
+        if blob is not None and blob.fd is not None:
+            os.close(blob.fd)
+            fsops.unlink(blob.tmp)
         waiting, self.waiting = self.waiting, []
         for tmp, _ in waiting:
             fsops.unlink(tmp)

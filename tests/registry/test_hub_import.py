@@ -455,6 +455,27 @@ def test_reimport_downloads_no_weight_already_stored(workspace, hub_server, tiny
         workspace.read_registry().models["one"].manifest).tensors
 
 
+def test_a_new_revision_writes_only_the_tensors_it_changed(workspace, hub_server, tiny_model, monkeypatch,
+                                                           tmp_path):
+    """The changed shard is downloaded whole, but a tensor the store holds is hashed in memory
+    and dropped: no temp blob, no write; only the changed tensor becomes a new blob."""
+    from safetensors.torch import load_file, save
+
+    folder, _ = publish(hub_server, tiny_model)
+    run_import(workspace, name="v1")
+    weights = load_file(folder / "model.safetensors")
+    changed = "model.norm.weight"
+    weights[changed] = weights[changed] + 1
+    hub_server.add_commit(REPO, {"model.safetensors": save(weights, metadata={"format": "pt"})})
+    before = {d for d, _ in workspace.layout.iter_object_paths()}
+    counting_steps(monkeypatch, tmp_path / "steps.log")
+    second = run_import(workspace, name="v2")
+    written = {name for name, t in second.manifest.tensors.items() if t.digest not in before}
+    assert written == {changed} and second.stats.new_objects == 1
+    assert temp_blobs_created(tmp_path / "steps.log") == 2  # that tensor, and the manifest
+    assert second.downloaded_bytes >= (folder / "model.safetensors").stat().st_size
+
+
 # --- the local Hugging Face cache ------------------------------------------------------------------
 
 

@@ -137,19 +137,42 @@ def test_blobs_wait_closed_and_unpublished_until_finish(objects, tmp_path):
     assert len(list(objects.layout.iter_object_paths())) == 300 and os.listdir(objects.layout.tmp) == []
 
 
-def test_tensors_already_stored_are_not_written_again(objects, tmp_path):
+@pytest.mark.parametrize("gathered", [True, False], ids=["gathered", "streamed"])
+def test_tensors_already_stored_are_not_written_again(objects, tmp_path, monkeypatch, gathered):
+    import store.tensorstream as tensorstream
+
+    if not gathered:  # every tensor as big as the ones that go to a temp blob as they arrive
+        monkeypatch.setattr(tensorstream, "GATHER_BYTES", 0)
     source = tmp_path / "first.safetensors"
     source.write_bytes(safetensors(TENSORS[:3]))  # empty.first, w, between
     before = {t.put.digest: os.stat(objects.path(t.put.digest)).st_ino for t in objects.put_tensors(source)}
     stream = TensorStream(objects, len(FILE), NAME)
     middle_of_b = HEADER_END + 48 + 20
     feed(stream, FILE[:middle_of_b], [HEADER_END + 48])
-    assert len(os.listdir(objects.layout.tmp)) == 1  # b, under way: w's copy is already dropped
+    # b, under way: in memory, or in its temp blob; w's bytes are dropped either way
+    assert len(os.listdir(objects.layout.tmp)) == (0 if gathered else 1)
     feed(stream, FILE[middle_of_b:], [])
     stored = {t.spec.name: t.put for t in stream.finish()}
     assert {n for n, put in stored.items() if not put.written} == {"empty.first", "w", "between"}
     assert {d: os.stat(objects.path(d)).st_ino for d in before} == before  # the same files, untouched
     assert os.listdir(objects.layout.tmp) == []
+
+
+def test_a_stored_tensor_gathered_in_memory_never_touches_tmp(objects, tmp_path, monkeypatch):
+    """A new revision that shares a tensor with a stored one writes nothing of that tensor."""
+    source = tmp_path / "first.safetensors"
+    source.write_bytes(safetensors([TENSORS[1]]))  # w
+    objects.put_tensors(source)
+    created = []
+    original = objects.layout.new_temp
+    monkeypatch.setattr(objects.layout, "new_temp", lambda prefix: created.append(prefix) or original(prefix))
+    stream = TensorStream(objects, len(FILE), NAME)
+    feed(stream, FILE, list(range(0, len(FILE), 7)))
+    stored = {t.spec.name: t.put for t in stream.finish()}
+    assert [n for n, put in stored.items() if not put.written] == ["w"]
+    # one temp blob per tensor written (b, h and the three empty ones): w was hashed in
+    # memory, found in the store, and dropped
+    assert created == ["obj"] * (len(TENSORS) - 1)
 
 
 def test_waiting_blobs_stay_young_for_gc_during_a_long_download(objects, monkeypatch):
