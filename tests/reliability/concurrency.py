@@ -282,7 +282,8 @@ def run_delete_vs_import(workdir: Path, rounds: int = 4, lock: bool = True) -> d
         problems = check_store(root, [])
         problems_all += [f"round {r}: {p}" for p in problems]
         debris += len(temp_debris(root))
-    return dict(rounds=rounds, **_run_counts(runs), matched_delete_first=matched["delete-first"],
+    return dict(rounds=rounds, **_run_counts(runs), failures=[r.describe() for r in runs if not r.ok],
+                matched_delete_first=matched["delete-first"],
                 matched_import_first=matched["import-first"], mismatched=len(mismatches),
                 orders=orders, mismatches=mismatches, temp_files_left=debris,
                 corrupted=len({p.split(":")[0] for p in problems_all}), problems=problems_all)

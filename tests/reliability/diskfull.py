@@ -292,6 +292,7 @@ def run_enospc_steps(scenario: Scenario | str, steps: Steps = None,
     workdir = Path(tempfile.mkdtemp(prefix=f"diskfull-{scenario.name}-")) if own else Path(workdir)
     try:
         setup = scenario.prepare(workdir / "base")
+        make_fan_outs(setup.root)
         logged, counted = count_steps(setup, workdir)
         allowed = {problem_kind(p) for p in check(setup.root)} if scenario.damaged else set()
         sweep = Sweep(scenario, setup, scenario.outcome(counted), check, allowed, len(registry_replaces(logged)))
@@ -323,6 +324,16 @@ def run_enospc_steps(scenario: Scenario | str, steps: Steps = None,
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def make_fan_outs(root: Path) -> None:
+    """Every fan-out folder of an existing store, made up front (as the crash harness does):
+    a blob holding a timestamp, such as a manifest, could otherwise need a new folder in one
+    run and not in another, and shift every later step (more often the slower the machine)."""
+    objects = root / ".modelstore" / "objects"
+    if objects.is_dir():
+        for fan in range(256):
+            (objects / f"{fan:02x}").mkdir(exist_ok=True)
 
 
 def count_steps(setup: Setup, workdir: Path) -> tuple[list[Step], Path]:

@@ -97,6 +97,6 @@ def test_delete_racing_import_of_the_same_name_equals_a_serial_order(tmp_path):
 
 def test_delete_racing_import_without_the_lock_never_corrupts(tmp_path):
     figures = run_delete_vs_import(tmp_path, rounds=2, lock=False)
-    assert figures["crashed"] == 0 and figures["failed"] == 0
+    assert figures["crashed"] == 0 and figures["failed"] == 0, figures["failures"]
     assert figures["temp_files_left"] == 0
     assert figures["problems"] == [] and figures["corrupted"] == 0
