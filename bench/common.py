@@ -108,11 +108,13 @@ def report(name: str, times: dict[str, list[float]], baseline: str, target: str,
            floors: dict[str, list[float]] | None = None, **extra) -> dict:
     """Medians and ratios to ``baseline``; ``floors`` (from ``floor_times``) are reported the
     same way: a lower bound on what the contenders can reach on this machine, in this run."""
-    medians = {k: statistics.median(v) for k, v in {**times, **(floors or {})}.items()}
+    floors = floors or {}
+    every = {**times, **floors}
+    medians = {k: statistics.median(v) for k, v in every.items()}
     ratios = {k: medians[k] / medians[baseline] for k in medians if k != baseline}
     result = {"bench": name, "target": target, "rounds": len(times[baseline]),
               "median_s": medians, "ratio_to_" + baseline: ratios,
-              "floors": sorted(floors or {}), **extra,
+              "floors": sorted(floors), **extra,
               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "results.jsonl", "a") as f:
@@ -120,8 +122,8 @@ def report(name: str, times: dict[str, list[float]], baseline: str, target: str,
     print(f"\n[{name}] target: {target}")
     for k, v in medians.items():
         ratio = f"  ({ratios[k]:.2f}x {baseline})" if k in ratios else ""
-        label = f"floor: {k}" if k in (floors or {}) else k
-        print(f"  {label:<44} median {v:7.3f} s over {len({**times, **(floors or {})}[k])} rounds{ratio}")
+        label = f"floor: {k}" if k in floors else k
+        print(f"  {label:<44} median {v:7.3f} s over {len(every[k])} rounds{ratio}")
     for k, v in extra.items():
         print(f"  {k}: {v}")
     return result

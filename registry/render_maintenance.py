@@ -77,8 +77,8 @@ def gc_text(outcome: GcOutcome, root: Path) -> str:
             lines.append(f"would remove temp {_rel(doomed.path, root)} ({human_bytes(doomed.size)}, "
                          f"{duration(doomed.age_s)} old)")
         for record in plan.records:
-            of = f"of {record.folder}: " if record.folder is not None else ""
-            lines.append(f"would remove source record {_rel(record.path, root)} ({of}{record.why})")
+            why = "unreadable" if record.folder is None else f"of {record.folder}: folder gone"
+            lines.append(f"would remove source record {_rel(record.path, root)} ({why})")
         records = f", {len(plan.records)} stale source records" if plan.records else ""
         lines.append(f"dry run: would free {human_bytes(plan.bytes)}: {len(plan.objects)} unreachable "
                      f"objects, {len(plan.temp)} temp files{records}{young}; {plan.reachable} reachable "

@@ -62,8 +62,7 @@ class DoomedRecord:
     path: Path
     size: int
     age_s: float
-    folder: str | None  # the folder it remembered; None when it cannot be read
-    why: str
+    folder: str | None  # the folder it remembered, now gone; None when it cannot be read
 
 
 @dataclass
@@ -114,10 +113,10 @@ def plan_gc(layout: Layout, keep: set[str], grace_s: float, *, extra_temp: Itera
         size, mtime = _footprint(path)
         if mtime is not None and now - mtime >= grace_s:
             plan.temp.append(Doomed(path, size, now - mtime))
-    for record in stale_records(layout):
-        size, mtime = _footprint(record.path)
+    for path, folder in stale_records(layout):
+        size, mtime = _footprint(path)
         if mtime is not None and now - mtime >= grace_s:
-            plan.records.append(DoomedRecord(record.path, size, now - mtime, record.folder, record.why))
+            plan.records.append(DoomedRecord(path, size, now - mtime, folder))
     plan.objects.sort(key=lambda d: d.digest or "")
     plan.temp.sort(key=lambda d: str(d.path))
     return plan

@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -92,15 +91,9 @@ def _racy(entry: RememberedFile) -> bool:
     return entry.identity.mtime_ns > entry.hashed_ns - RACY_NS
 
 
-@dataclass(frozen=True)
-class StaleRecord:
-    path: Path
-    folder: str | None  # None: the record cannot be read
-    why: str
-
-
-def stale_records(layout: Layout) -> list[StaleRecord]:
-    """Records no import can use any more: their folder is gone, or they cannot be read."""
+def stale_records(layout: Layout) -> list[tuple[Path, str | None]]:
+    """Records no import can use any more, as (path, the folder it remembered): their folder
+    is gone, or (folder None) they cannot be read."""
     if not layout.sources.is_dir() or os.path.islink(layout.sources):
         return []
     stale = []
@@ -108,10 +101,8 @@ def stale_records(layout: Layout) -> list[StaleRecord]:
         if not path.name.endswith(".json"):
             continue
         record = _read_record(path)
-        if record is None:
-            stale.append(StaleRecord(path, None, "unreadable"))
-        elif not folder_exists(record.folder):
-            stale.append(StaleRecord(path, record.folder, "folder gone"))
+        if record is None or not folder_exists(record.folder):
+            stale.append((path, None if record is None else record.folder))
     return stale
 
 
