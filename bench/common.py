@@ -114,6 +114,7 @@ def report(name: str, times: dict[str, list[float]], baseline: str, target: str,
     ratios = {k: medians[k] / medians[baseline] for k in medians if k != baseline}
     result = {"bench": name, "target": target, "rounds": len(times[baseline]),
               "median_s": medians, "ratio_to_" + baseline: ratios,
+              "times_s": {k: [round(t, 3) for t in v] for k, v in every.items()},
               "floors": sorted(floors), **extra,
               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -147,7 +147,9 @@ def register(
         existing = workspace.read_registry().models.get(name)
         if on_conflict != "rename" and existing is not None and _same_version(workspace, existing, manifest):
             return existing
-        name, _ = resolve_conflict(workspace, name, on_conflict)
+        # Read again: a writer without the lock may have registered this very version since.
+        same = None if on_conflict == "rename" else manifest.same_version
+        name, _ = resolve_conflict(workspace, name, on_conflict, same_source=same)
         entry = RegistryEntry(
             model_name=name,
             model_id=manifest.model_id,

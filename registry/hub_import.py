@@ -16,7 +16,9 @@ Import, step by step (nothing is written to the store before step 5):
    is split from there instead; a shard some registered model already holds (same sha256)
    is not downloaded again. Then the other files;
 6. verify: blobs that were already stored are re-hashed (new ones are verified as they are
-   written), and the model loads and gives finite logits (``registry.smoke``);
+   written), and the model loads and gives finite logits (``registry.smoke``). The last
+   weight file's blobs, verified, are published while the model loads from hard links to
+   them, so the fsyncs and renames do not wait for the check, nor it for them;
 7. write the manifest and register the name: the commit point.
 
 A failure anywhere before 7 leaves no registry entry and no temp file; blobs of shards
@@ -65,6 +67,7 @@ from registry.smoke import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
 from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso
+from store.tensorstream import TensorStream
 
 # Non-weight files up to this size are fetched into memory; bigger ones go through a temp file.
 IN_MEMORY_LIMIT = 64 << 20
@@ -133,26 +136,12 @@ def import_from_hub(
                              f"{human_bytes(total)} to fetch")
 
     workspace.ensure_store()
-    start_worker(model_type)  # torch and transformers load in the worker while the weights download
-    job.ingest_weights(sel, weight_map)
-    job.ingest_files(sel)
-    for component in ("config", "tokenizer"):
-        files = [p for p in sel.files if sel.component(p) == component]
-        if files:
-            reporter.status(component, ", ".join(files))
-    manifest = Manifest(
-        architecture_type=model_type,
-        model_id=snap.repo_id,
-        source="huggingface",
-        created_at=now_iso(),
-        license=license_info.label,
-        params=job.parts.params,
-        files=job.parts.files,
-        tensors=job.parts.tensors,
-        origin=HubOrigin(endpoint=hub.endpoint, repo_id=snap.repo_id, revision=snap.revision,
-                         commit=snap.commit, files=job.parts.origin_files),
-    )
-    load_check = job.verify(manifest)
+    start_worker(model_type)  # the worker, started already, also imports this architecture's code
+    try:
+        manifest = job.convert(sel, weight_map, model_type, license_info)
+        load_check = job.verify(manifest)
+    finally:
+        job.settle()
     entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
     return HubImportResult(
@@ -175,6 +164,9 @@ class _HubImport:
         self.reused: set[str] = set()  # digests found already stored: re-hashed by verify()
         self.stored_shards: dict[str, dict[str, TensorEntry]] = {}
         self.downloaded_bytes = 0
+        # The last weight file streamed, verified but not yet published: its blobs are
+        # published while the load check runs on them (``verify``).
+        self.pending: TensorStream | None = None
         self.from_cache: list[str] = []
         self.from_store: list[str] = []
 
@@ -241,9 +233,12 @@ class _HubImport:
                 continue
             label = f"{relpath} ({i}/{len(sel.weights)})" if len(sel.weights) > 1 else relpath
             cached = self.hub.cached(self.snap.commit, f)
+            # A verified file is published before the next one is fetched: a later failure keeps it.
+            self.publish_pending()
             if cached is None:
-                stored = stream_weight_file(self.workspace, self.hub, self.snap.commit, f, seen, weight_map,
-                                            self.where, bar=bar, label=label)
+                self.pending = stream_weight_file(self.workspace, self.hub, self.snap.commit, f, seen, weight_map,
+                                                  self.where, bar=bar, label=label)
+                stored = self.pending.stored()
                 record_weight_file(self.parts, stored, relpath, f.origin())
             else:
                 check_weight_file(cached, relpath, seen, name=f"{self.where}/{relpath}")
@@ -257,6 +252,19 @@ class _HubImport:
                                             f"sha256 verified{where}")
         self.reporter.status("weights", f"{len(self.parts.tensors)} tensors from {len(sel.weights)} file(s), "
                                         f"{human_bytes(sum(t.nbytes for t in self.parts.tensors.values()))}")
+
+    def publish_pending(self) -> None:
+        stream, self.pending = self.pending, None
+        if stream is not None:
+            stream.publish()
+
+    def settle(self) -> None:
+        """After a failure: a verified file still waiting is published, as every one before
+        it was, so that running the command again reuses its blobs."""
+        try:
+            self.publish_pending()
+        except ModelStoreError:
+            pass  # publish() removed its blobs: the next run fetches that file again
 
     def _reuse_shard(self, f: RemoteFile, seen: dict[str, str], weight_map: dict[str, str] | None) -> None:
         tensors = self.stored_shards[f.sha256]  # type: ignore[index]
@@ -275,6 +283,30 @@ class _HubImport:
         self.from_store.append(f.path)
         self.reporter.status("weights", f"{f.path}: {len(tensors)} tensors already in the store "
                                         "(same sha256), not downloaded")
+
+    def convert(self, sel: FileSelection, weight_map: dict[str, str] | None, model_type: str,
+                license_info: LicenseInfo) -> Manifest:
+        """Every file into the store (the last weight file's blobs still waiting: ``pending``);
+        the manifest they make."""
+        self.ingest_weights(sel, weight_map)
+        self.ingest_files(sel)
+        for component in ("config", "tokenizer"):
+            files = [p for p in sel.files if sel.component(p) == component]
+            if files:
+                self.reporter.status(component, ", ".join(files))
+        hub, snap, parts = self.hub, self.snap, self.parts
+        return Manifest(
+            architecture_type=model_type,
+            model_id=snap.repo_id,
+            source="huggingface",
+            created_at=now_iso(),
+            license=license_info.label,
+            params=parts.params,
+            files=parts.files,
+            tensors=parts.tensors,
+            origin=HubOrigin(endpoint=hub.endpoint, repo_id=snap.repo_id, revision=snap.revision,
+                             commit=snap.commit, files=parts.origin_files),
+        )
 
     def ingest_files(self, sel: FileSelection) -> None:
         for relpath in sel.files:
@@ -313,7 +345,8 @@ class _HubImport:
         self.reporter.status("verify", f"{len(blobs)} blobs match their digests "
                                        f"({len(blobs & self.reused)} were already stored and were re-hashed)")
         self.reporter.status("verify", "loading the model and running a forward pass")
-        check = check_loads(self.workspace, manifest)
+        # Publishes ``pending`` while the model loads (if it fails first, ``settle`` does).
+        check = check_loads(self.workspace, manifest, unpublished=self.pending)
         self.reporter.status("verify", check.detail)
         for warning in check.warnings:
             self.reporter.warning(warning)

@@ -8,8 +8,9 @@ the one of a local import, and nothing is published before the whole file is kno
    sniffing, tensor names, a tensor also in another weight file, the checkpoint index;
 2. the tensors become temp blobs as their bytes arrive, hashed (BLAKE3) on the way, while
    the sink hashes the whole stream (sha256);
-3. once every byte is in and the sha256 matches the Hub's, the blobs are published (fsync,
-   read back, sealed, renamed). A wrong hash, a short body or any error removes them all.
+3. once every byte is in and the sha256 matches the Hub's, the blobs may be published
+   (fsync, sealed, renamed): the caller does it, the last file's while the model loads. A
+   wrong hash, a short body or any error removes them all.
 
 A header that fails step 1 is reported only once the whole file verified: bytes damaged in
 transit garble headers too, and must read as a transfer error, not as a bad file upstream.
@@ -21,15 +22,16 @@ from registry.hub_download import HubRepo, RemoteFile
 from registry.importer import check_tensor_names
 from registry.workspace import Workspace
 from store.errors import SafetensorsError
-from store.objects import StoredTensor
 from store.tensorfile import TensorFileHeader
 from store.tensorstream import TensorStream
 
 
 def stream_weight_file(workspace: Workspace, hub: HubRepo, commit: str, f: RemoteFile, seen: dict[str, str],
                        weight_map: dict[str, str] | None, where: str, *, bar: type | None = None,
-                       label: str | None = None) -> list[StoredTensor]:
-    """Download ``f`` into verified tensor blobs; its tensor names join ``seen`` (name -> file).
+                       label: str | None = None) -> TensorStream:
+    """Download ``f`` into verified tensor blobs, not yet published: the caller publishes
+    them (``publish()``) or removes them (``abort()``). Its tensor names join ``seen``
+    (name -> file); ``stored()`` lists them.
 
     ``where``: ``repo@commit12``, which errors about the file's contents name it by.
     """
@@ -46,9 +48,8 @@ def stream_weight_file(workspace: Workspace, hub: HubRepo, commit: str, f: Remot
     except BaseException:
         stream.abort()
         raise
-    stored = stream.finish()
-    seen.update((item.spec.name, f.path) for item in stored)
-    return stored
+    seen.update((item.spec.name, f.path) for item in stream.stored())
+    return stream
 
 
 def check_index(weight_map: dict[str, str] | None, relpath: str, names: list[str], where: str) -> None:

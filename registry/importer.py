@@ -288,6 +288,11 @@ def import_model(
     from registry.hub_source import parse_hub_source
 
     parse_hub_source(source, revision)  # a malformed or hostile id is refused before the Hub client loads
+    from registry.smoke import start_worker
+
+    # The load check's worker imports torch and transformers (seconds of CPU) from now on,
+    # beside the Hub client loading, the listing and the download.
+    start_worker()
     from registry.hub_import import import_from_hub
 
     return import_from_hub(workspace, source, name=name, revision=revision, token=token,

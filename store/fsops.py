@@ -112,6 +112,21 @@ def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int
     return fd, path
 
 
+def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Create ``path`` (new) holding ``data``, without fsync: for files inside a temp folder
+    that is thrown away after use (a crash leaves it to gc), never for anything published."""
+    _require_real_parent(path)
+    _step("create", path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as e:
+        raise _wrap(path, e) from e
+    try:
+        write_all(fd, data, path)
+    finally:
+        os.close(fd)
+
+
 def make_temp_dir(directory: Path, prefix: str) -> Path:
     mkdirs(directory)
     path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}.tmp"

@@ -14,11 +14,14 @@ once, as its blobs, instead of whole into a temp file that is then read again an
    bigger one goes, behind its canonical header, straight into a temp blob as it arrives,
    deleted on completion if the store holds it. Complete temp blobs wait, closed (a shard
    of thousands of tensors must not hold thousands of fds);
-3. ``finish()``, called only once the caller has verified the whole file (the Hub's sha256),
-   publishes the waiting blobs the way ``ObjectStore`` publishes any (``Batch``: fsync,
-   read-back verify, 0444, rename, fan-out fsync). ``abort()`` removes them instead, and a
-   crash leaves them as temp files, which gc sweeps. ``restart()`` begins again at byte 0
-   (a server that ignored a resume's ``Range`` sends the whole file again).
+3. ``finish()`` (``stored()``, then ``publish()``), called only once the caller has verified
+   the whole file (the Hub's sha256), publishes the waiting blobs the way ``ObjectStore``
+   publishes a local import's (``Batch``: fsync, 0444, rename, fan-out fsync; not read back,
+   as every byte written was hashed on its way in from private memory). Between the two the
+   caller may use the waiting blobs (``awaiting()``: the import's load check hard-links them).
+   ``abort()`` removes them instead, and a crash leaves them as temp files, which gc sweeps.
+   ``restart()`` begins again at byte 0 (a server that ignored a resume's ``Range`` sends
+   the whole file again).
 
 A header that fails validation is not raised from ``write``: the rest of the bytes are still
 taken (and dropped) so that the caller can first tell bytes damaged in transit (a hash
@@ -55,7 +58,7 @@ class _Blob:
     spec: TensorSpec
     head: bytes
     hasher: Hasher
-    gathered: bytearray | None = None  # a small tensor's bytes so far
+    gathered: int | None = None  # a small tensor: how many of its bytes are in the gather buffer
     fd: int | None = None  # a big tensor's temp blob
     tmp: Path | None = None
 
@@ -75,6 +78,9 @@ class TensorStream:
     def __init__(self, store: ObjectStore, size: int, name: Path | str,
                  on_header: Callable[[TensorFileHeader], None] | None = None):
         self.store, self.size, self.name, self.on_header = store, size, Path(name), on_header
+        # One buffer, reused by every small tensor: growing a fresh bytearray per tensor costs
+        # a realloc and fresh pages each time, about as much CPU as hashing the bytes.
+        self.gather = bytearray(0)
         self._begin()
 
     def _begin(self) -> None:
@@ -149,7 +155,8 @@ class TensorStream:
         if taken:
             with data[:taken] as piece:
                 if self.blob.gathered is not None:
-                    self.blob.gathered += piece
+                    self.gather[self.blob.gathered:self.blob.gathered + taken] = piece
+                    self.blob.gathered += taken
                 else:
                     fsops.write_all(self.blob.fd, piece, self.blob.tmp)
                 self.blob.hasher.update(piece)
@@ -166,11 +173,13 @@ class TensorStream:
         hasher = Hasher(threaded=False)
         hasher.update(head)
         if spec.nbytes <= GATHER_BYTES:
-            return _Blob(spec, head, hasher, gathered=bytearray())
+            if len(self.gather) < spec.nbytes:
+                self.gather = bytearray(min(GATHER_BYTES, max(spec.nbytes, 2 * len(self.gather))))
+            return _Blob(spec, head, hasher, gathered=0)
         fd, tmp = self._new_temp(head)
         return _Blob(spec, head, hasher, fd=fd, tmp=tmp)
 
-    def _new_temp(self, *parts: bytes | bytearray) -> tuple[int, Path]:
+    def _new_temp(self, *parts: bytes | memoryview) -> tuple[int, Path]:
         """A temp blob holding ``parts``, open for more; removed again if a write fails."""
         fd, tmp = self.store.layout.new_temp("obj")
         try:
@@ -188,7 +197,8 @@ class TensorStream:
         digest = blob.hasher.hexdigest()
         have = self.store.holds(digest, blob.size)
         if blob.gathered is not None and not have:
-            blob.fd, blob.tmp = self._new_temp(blob.head, blob.gathered)
+            with memoryview(self.gather) as whole, whole[:blob.gathered] as gathered:
+                blob.fd, blob.tmp = self._new_temp(blob.head, gathered)
         if blob.fd is not None:
             if not have:
                 fsops.start_writeback(blob.fd)  # the disk works while the rest downloads
@@ -208,6 +218,13 @@ class TensorStream:
 
     def finish(self) -> list[StoredTensor]:
         """Publish the blobs; call it only once every byte is verified. Tensors in header order."""
+        stored = self.stored()
+        self.publish()
+        return stored
+
+    def stored(self) -> list[StoredTensor]:
+        """The file's tensors (in header order) once all of it arrived, their blobs not yet
+        published; raises (and removes the blobs) if the file was incomplete or bad."""
         try:
             if self.received == self.size == 0:
                 self._take(memoryview(b""))  # an empty file gets no write: refuse it as read_header does
@@ -215,11 +232,22 @@ class TensorStream:
                 raise self.error
             if self.header is None or self.received != self.size:
                 raise SafetensorsError(self.name, f"file ended after {self.received} of {self.size} bytes")
-            self._publish()
         except BaseException:
             self.abort()
             raise
         return [StoredTensor(spec, self.results[spec.name]) for spec in self.header.tensors]
+
+    def awaiting(self) -> dict[str, Path]:
+        """Digest -> temp blob, for the blobs that ``publish`` will add to the store."""
+        return {digest: tmp for tmp, digest in self.waiting}
+
+    def publish(self) -> None:
+        """Add the waiting blobs to the store; call it only once every byte is verified."""
+        try:
+            self._publish()
+        except BaseException:
+            self.abort()
+            raise
 
     def _publish(self) -> None:
         waiting, self.waiting = self.waiting, []
@@ -232,7 +260,9 @@ class TensorStream:
                     except FileNotFoundError:
                         raise ObjectMissingError(digest, tmp, REMOVED_IN_FLIGHT_HINT) from None
                     added += 1
-                    batch.add(fd, tmp, digest, None)
+                    # Every byte written came from private memory (the downloaded chunks, the
+                    # gather buffer) and was hashed on its way in: no need to read it back.
+                    batch.add(fd, tmp, digest, None, hashed_as_written=True)
         finally:
             for tmp, _ in waiting[added:]:
                 fsops.unlink(tmp)

@@ -693,3 +693,23 @@ def test_model_that_does_not_load_is_not_registered(workspace, hub_server, tiny_
     with pytest.raises(ModelLoadError, match="loading failed: Qwen/Tiny is missing model.norm.weight"):
         run_import(workspace)
     assert_store_clean(workspace)
+
+
+def test_the_last_weight_file_is_published_while_the_model_loads(workspace, hub_server, tiny_model, tmp_path):
+    """Its blobs, hard-linked into the load check's staging view, are renamed into the store
+    meanwhile: after a check that fails, they are there (verified, for a re-run to reuse)."""
+    from safetensors.torch import load_file, save_file
+
+    from registry.importer import import_folder
+    from registry.workspace import Workspace
+
+    folder = tiny_model()
+    tensors = load_file(folder / "model.safetensors")
+    tensors["model.norm.weight"].fill_(float("nan"))
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    hub_server.add_repo(REPO, folder, card_license="mit")
+    with pytest.raises(ModelLoadError, match="non-finite logits"):
+        run_import(workspace)
+    assert_store_clean(workspace)
+    expected = import_folder(Workspace.open(tmp_path / "other"), folder, name="m").manifest.tensors
+    assert all(workspace.objects.exists(t.digest) for t in expected.values())
