@@ -221,12 +221,16 @@ class _Worker:
                                                "set MODELSTORE_DEBUG=1 to see its output")
             return json.loads(line)
 
-    def stop(self) -> None:
-        """End the worker at once: it writes nothing, so there is nothing to wait for."""
+    def stop(self, *, reap: bool = True) -> None:
+        """End the worker at once: it writes nothing, so there is nothing to wait for.
+
+        ``reap=False`` (at exit) does not wait while the kernel tears the worker down (torch,
+        a loaded model: about 0.1 s): the command returns now, and init reaps it."""
         proc, self.proc = self.proc, None
         if proc is not None:
             proc.kill()
-            proc.wait()
+            if reap:
+                proc.wait()
             for pipe in (proc.stdin, proc.stdout):
                 try:
                     pipe.close()
@@ -235,7 +239,7 @@ class _Worker:
 
 
 _WORKER = _Worker()
-atexit.register(_WORKER.stop)
+atexit.register(_WORKER.stop, reap=False)
 
 
 # --- the worker process itself -------------------------------------------------------------

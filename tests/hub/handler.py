@@ -64,6 +64,9 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real Hub; every response has a length
+    # TCP_NODELAY, as production servers set it: with Nagle, a small body written after its
+    # headers waits for the client's delayed ACK, about 30-40 ms per small file on loopback.
+    disable_nagle_algorithm = True
     server_version = "FakeHub/1.0"
     server: _Listener
 
