@@ -45,6 +45,7 @@ PROBE_TOKENS = (1, 2, 3, 4)
 MEMORY_FACTOR = 1.3
 MEMORY_OVERHEAD = 1 << 30
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WORKER_MALLOC = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=67108864"
 
 
 @dataclass
@@ -184,7 +185,10 @@ class _Worker:
         if self.proc is not None and self.proc.poll() is None:
             return self.proc
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                        os.environ.get("PYTHONPATH")]))}
+                                                                        os.environ.get("PYTHONPATH")])),
+               # Importing torch and transformers frees and allocates a lot: glibc keeps the
+               # freed memory instead of returning it and faulting in zeroed pages again.
+               "GLIBC_TUNABLES": ":".join(filter(None, [WORKER_MALLOC, os.environ.get("GLIBC_TUNABLES")]))}
         debug = os.environ.get("MODELSTORE_DEBUG") == "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "registry.smoke", *([model_type] if model_type else [])],
