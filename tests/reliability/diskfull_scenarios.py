@@ -167,8 +167,16 @@ max_seq_len = 32
 
 
 def train_scratch(folder: Path) -> Setup:
-    """train from scratch: the first checkpoint is saved into the store and registered."""
+    """train from scratch: the first checkpoint is saved into the store and registered.
+
+    The store exists, empty (its creation is import-fresh's to test), so that the harness
+    makes its fan-out folders up front: the checkpoint's manifest holds its creation time,
+    and in a store the command creates it needed a new fan-out folder in some runs and not
+    in others, often enough to shift the sampled steps past every retry."""
+    from registry.workspace import Workspace
+
     root = _workspace(folder)
+    Workspace.open(root).ensure_store()
     data = folder / "data"
     data.mkdir()
     # A few KB of the project corpus: tokenizing all of it would cost each trial a second.
