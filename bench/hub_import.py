@@ -98,10 +98,7 @@ def _download_then_load(beside: list[list[str]], env: dict) -> None:
     """``snapshot_download`` (the first of ``beside``) and the other commands beside a starting
     load-check worker, then the load check of the downloaded folder in that worker: the least
     an import must do after its first byte."""
-    from registry.smoke import WORKER_MALLOC
-
-    worker = subprocess.Popen([sys.executable, "-m", "registry.smoke", "qwen2"], cwd=REPO, text=True,
-                              env={**env, "GLIBC_TUNABLES": WORKER_MALLOC},  # as the import starts it
+    worker = subprocess.Popen([sys.executable, "-m", "registry.smoke", "qwen2"], cwd=REPO, env=env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         procs = [subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE) for cmd in beside]

@@ -25,8 +25,6 @@ hashes right (the cache is never written). Every failure becomes one ``HubError`
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import re
 import time
@@ -63,9 +61,6 @@ from store.errors import (
 )
 from store.manifest import OriginFile
 
-# mallopt(3) parameters (glibc's malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
 # A reset connection is resumed this many times per file (the client retries timeouts and
 # protocol errors itself, five times without progress, and never resets).
 RESETS_RESUMED = 3
@@ -253,7 +248,6 @@ class HubRepo:
         Returns once every byte arrived and hashed right; raises otherwise, and then what the
         consumer made of the bytes must be thrown away: it must make nothing final before.
         """
-        _keep_freed_chunks()
         self._download(commit, f, StreamSink(self.repo_id, f, consumer), bar, label)
 
     def _download(self, commit: str, f: RemoteFile, sink: Sink, bar: type | None,
@@ -336,21 +330,3 @@ class _SilentBar(hf_tqdm):
     def __init__(self, *args, **kwargs):
         kwargs["disable"] = True
         super().__init__(*args, **kwargs)
-
-
-@functools.cache
-def _keep_freed_chunks() -> None:
-    """Let glibc keep the memory of freed download chunks for the next ones.
-
-    http_get hands over 10 MB chunks, and a streamed file has a few in flight at once (the
-    sink's queue). By default glibc then returns the top of its heap to the kernel each
-    time one is freed, and the next chunk faults in fresh pages the kernel must zero: about
-    0.7 CPU-s per GB on the 2-core dev machine (0.45 s of a 1 GB import). Chunks up to
-    64 MB now come from the heap and up to 256 MB of it stay mapped. A no-op without glibc.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 64 << 20)
-    mallopt(_M_TRIM_THRESHOLD, 256 << 20)

@@ -45,7 +45,6 @@ PROBE_TOKENS = (1, 2, 3, 4)
 MEMORY_FACTOR = 1.3
 MEMORY_OVERHEAD = 1 << 30
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-WORKER_MALLOC = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=67108864"
 
 
 @dataclass
@@ -94,9 +93,10 @@ def check_loads(workspace: Workspace, manifest: Manifest, *, unpublished: Unpubl
         return LoadCheck(False, f"skipped: loading needs about {human_bytes(needed)} of memory, "
                                 f"{human_bytes(available)} is available")
     start = time.perf_counter()
-    staging = _staging_view(workspace, manifest, unpublished.awaiting() if unpublished is not None else {})
+    awaiting = unpublished.awaiting() if unpublished is not None else {}
+    staging = _staging_view(workspace, manifest, awaiting)
     if staging is None:  # a waiting blob cannot be hard-linked: publish, then link the objects
-        publish()  # type: ignore[misc]
+        publish()  # type: ignore[misc]  (not None: only awaited blobs can fail to link)
         publish, staging = None, _staging_view(workspace, manifest, {})
     try:
         request = {"folder": str(staging), "model_id": manifest.model_id,
@@ -128,14 +128,8 @@ def _staging_view(workspace: Workspace, manifest: Manifest, awaiting: dict[str, 
         for relpath, digest in sorted(links.items()):
             link = staging / relpath
             fsops.mkdirs(link.parent)
-            if digest not in awaiting:
-                _link_object(workspace.objects.path(digest), link)
-                continue
-            try:
-                fsops.hardlink(awaiting[digest], link)
-            except StoreIOError:
-                raise
-            except OSError:
+            waiting = awaiting.get(digest)
+            if not _link_blob(waiting or workspace.objects.path(digest), link, may_symlink=waiting is None):
                 fsops.rmtree(staging)
                 return None
         # Scratch, read once and removed: durability would only cost an fsync.
@@ -146,18 +140,22 @@ def _staging_view(workspace: Workspace, manifest: Manifest, awaiting: dict[str, 
     return staging
 
 
-def _link_object(target: Path, link: Path) -> None:
+def _link_blob(target: Path, link: Path, *, may_symlink: bool) -> bool:
     """A hard link where the filesystem allows one: it takes no new inode and no block, where
     a symlink to a blob's path (longer than an inode holds) takes both, and a filesystem
     without a journal makes every new inode scan past the recently deleted ones (0.3 s for
-    a view of 300 tensors on the dev machine, right after a gc). A blob someone else owns
-    (a shared store, with ``fs.protected_hardlinks``) gets a symlink, as the view has."""
+    a view of 300 tensors on the dev machine, right after a gc). Where it does not (a shared
+    store's blob someone else owns, with ``fs.protected_hardlinks``): a symlink, as the view
+    has, if ``may_symlink``, else False (a temp blob is renamed later: a symlink would break)."""
     try:
         fsops.hardlink(target, link)
     except StoreIOError:
         raise
     except OSError:
+        if not may_symlink:
+            return False
         fsops.symlink(str(target), link)
+    return True
 
 
 # --- the worker process, as seen from the importing process -------------------------------
@@ -185,10 +183,7 @@ class _Worker:
         if self.proc is not None and self.proc.poll() is None:
             return self.proc
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                        os.environ.get("PYTHONPATH")])),
-               # Importing torch and transformers frees and allocates a lot: glibc keeps the
-               # freed memory instead of returning it and faulting in zeroed pages again.
-               "GLIBC_TUNABLES": ":".join(filter(None, [WORKER_MALLOC, os.environ.get("GLIBC_TUNABLES")]))}
+                                                                        os.environ.get("PYTHONPATH")]))}
         debug = os.environ.get("MODELSTORE_DEBUG") == "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "registry.smoke", *([model_type] if model_type else [])],
@@ -256,6 +251,9 @@ def _serve(model_type: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the replies
+    from registry.hub_sink import keep_freed_memory
+
+    keep_freed_memory()
     with _importing():
         _preload(model_type)
     for line in sys.stdin:
