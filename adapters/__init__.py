@@ -10,18 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from adapters.family import FAMILY, REFUSED
 from store.errors import UnsupportedArchitectureError
 
 if TYPE_CHECKING:
     from adapters.base import Adapter
 
-# model_type -> "module:Class" of its adapter, imported only when a model is built.
+# model_type -> "module:Class" of its adapter, imported only when a model is built: every
+# member of the Qwen family table (adapters/family.py), and the project's own model.
 ADAPTERS: dict[str, str] = {
-    "qwen2": "adapters.qwen:QwenAdapter",
-    "qwen2_moe": "adapters.qwen:QwenAdapter",
-    "qwen3": "adapters.qwen:QwenAdapter",
-    "qwen3_moe": "adapters.qwen:QwenAdapter",
-    "modelstore_transformer": "adapters.custom:CustomAdapter",  # the project's own model
+    **dict.fromkeys(FAMILY, "adapters.qwen:QwenAdapter"),
+    "modelstore_transformer": "adapters.custom:CustomAdapter",
 }
 
 
@@ -33,7 +32,8 @@ def check_supported(model_type: str | None, where: str = "") -> str:
     """Return ``model_type`` if an adapter handles it, else raise listing the supported ones."""
     if not isinstance(model_type, str) or model_type not in ADAPTERS:
         raise UnsupportedArchitectureError(
-            model_type if isinstance(model_type, str) else None, supported_model_types(), where
+            model_type if isinstance(model_type, str) else None, supported_model_types(), where,
+            why=REFUSED.get(model_type) if isinstance(model_type, str) else None,
         )
     return model_type
 

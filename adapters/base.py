@@ -23,6 +23,7 @@ them, and match freeze patterns written against on-disk names.
 from __future__ import annotations
 
 import fnmatch
+import re
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,6 +122,25 @@ class Adapter:
         """Step-by-step next-token logits for generation (see ``Decoder``)."""
         return Decoder(self, model)
 
+    def takes_images(self, model: nn.Module) -> bool:
+        """Whether the model has a vision tower that ``image_inputs`` can feed."""
+        return False
+
+    def image_inputs(self, model: nn.Module, folder: Path | None, tokenizer, prompt: str,
+                     image) -> dict[str, torch.Tensor]:
+        """Model inputs for ``image`` (a PIL image) then ``prompt``, chat template applied;
+        ``folder`` holds the model's processor files."""
+        raise NotImplementedError
+
+    def image_check(self, model: nn.Module, folder: Path) -> str | None:
+        """The load check's image pass (a line for the status output), None without one."""
+        return None
+
+    def kept_by_design(self, model: nn.Module) -> list[str]:
+        """Regexes of checkpoint tensors the model does not load by design (an MTP head): a
+        checkpoint of the model keeps its parent's, unchanged."""
+        return []
+
     def load_tokenizer(self, folder: Path):
         from transformers import AutoTokenizer
 
@@ -202,6 +222,13 @@ class Adapter:
                 else:
                     stats.reused += 1
                     stats.reused_bytes += entry.nbytes
+        # Tensors the model does not load by design (an MTP head) stay as the parent had them.
+        kept = [re.compile(p) for p in self.kept_by_design(model)]
+        for name, entry in known.items():
+            if name not in out and any(p.search(name) for p in kept):
+                out[name] = entry
+                stats.skipped += 1
+                stats.skipped_bytes += entry.nbytes
         return SavedTensors(tensors=out, stats=stats)
 
     def params_matching(self, model: nn.Module, patterns: Iterable[str]) -> set[str]:

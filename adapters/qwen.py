@@ -1,6 +1,9 @@
-"""The Qwen family through transformers: qwen2 (Qwen2, Qwen2.5), qwen2_moe, qwen3, qwen3_moe.
+"""The Qwen family through transformers: every member of the table in adapters/family.py.
 
-Models are transformers' own classes, never remote code. From a folder (a view is one),
+Text members (qwen2, qwen2_moe, qwen3, qwen3_moe, qwen3_next) load with
+``AutoModelForCausalLM``; the vision-language ones (qwen2_vl, qwen2_5_vl, qwen3_vl,
+qwen3_vl_moe) and the natively multimodal Qwen3.5 (qwen3_5, qwen3_5_moe) with
+``AutoModelForImageTextToText``. Models are transformers' own classes, never remote code. From a folder (a view is one),
 ``from_pretrained`` loads them as it would any checkpoint. From a manifest the tensors
 are mapped from the blobs (adapters/blobs.py) and handed to the same ``from_pretrained``
 as a ``state_dict``: transformers applies the same checkpoint conversions (MoE experts are
@@ -13,6 +16,10 @@ the blobs are the ones an import of the saved folder would produce.
 
 Missing, unexpected or mis-shaped tensors are errors here, not the warning table
 transformers logs: a model silently half-initialised at random is worse than no model.
+Tensors the model class skips by design (``_keys_to_ignore_on_load_unexpected``: the
+``mtp.*`` multi-token-prediction head of Qwen3-Next and Qwen3.5, which vLLM uses for
+speculative decoding) are not unexpected: the store keeps them like any tensor
+(``kept_by_design`` tells the trainer to carry them into every checkpoint unchanged).
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import torch
 import torch.nn as nn
 
 from adapters.base import Adapter, Decoder
+from adapters.family import auto_class_name, takes_images
 from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
+
 
 class QwenAdapter(Adapter):
     """Any transformers causal LM whose checkpoints follow the Hugging Face conventions:
@@ -44,12 +53,10 @@ class QwenAdapter(Adapter):
                               f"config.json is not a valid {model_type} config ({e})") from None
 
     def build(self, config: dict, *, seed: int = 0, dtype: torch.dtype | None = None) -> nn.Module:
-        from transformers import AutoModelForCausalLM
-
         hf_config = self.hf_config(config)
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left untouched
             torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype or _config_dtype(hf_config))
+            model = _auto_class(config).from_config(hf_config, dtype=dtype or _config_dtype(hf_config))
         return model.eval()
 
     def config_files(self, model: nn.Module) -> dict[str, bytes]:
@@ -64,10 +71,8 @@ class QwenAdapter(Adapter):
 
     def from_tensors(self, config: dict, tensors: dict[str, torch.Tensor], *,
                      dtype: torch.dtype | None = None) -> nn.Module:
-        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
-
         hf_config = self.hf_config(config)
-        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(hf_config)]
+        model_class = _auto_class(config)._model_mapping[type(hf_config)]
         with _quiet_progress():
             model, info = model_class.from_pretrained(None, config=hf_config, state_dict=tensors,
                                                       dtype=dtype or "auto", output_loading_info=True)
@@ -75,13 +80,12 @@ class QwenAdapter(Adapter):
         return model.eval()
 
     def load_folder(self, folder: Path, *, dtype: torch.dtype | None = None) -> nn.Module:
-        from transformers import AutoModelForCausalLM
         from transformers.configuration_utils import PreTrainedConfig
 
         config_dict, _ = PreTrainedConfig.get_config_dict(str(folder))
         self.hf_config(config_dict)  # refuse other architectures before loading anything
         with _quiet_progress():
-            model, info = AutoModelForCausalLM.from_pretrained(
+            model, info = _auto_class(config_dict).from_pretrained(
                 folder, dtype=dtype or "auto", trust_remote_code=False, output_loading_info=True)
         _check_loading_info(info, str(folder))
         return model.eval()
@@ -103,10 +107,47 @@ class QwenAdapter(Adapter):
         return model.get_output_embeddings().weight.shape[0]
 
     def context_length(self, model: nn.Module) -> int | None:
-        return getattr(model.config, "max_position_embeddings", None)
+        return getattr(model.config.get_text_config(), "max_position_embeddings", None)
 
     def decoder(self, model: nn.Module) -> Decoder:
         return CachedDecoder(self, model)
+
+    def takes_images(self, model: nn.Module) -> bool:
+        return takes_images(model.config.to_dict())
+
+    def kept_by_design(self, model: nn.Module) -> list[str]:
+        return list(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
+
+    def image_inputs(self, model: nn.Module, folder: Path | None, tokenizer, prompt: str,
+                     image) -> dict[str, torch.Tensor]:
+        from adapters.vision import image_inputs
+
+        return image_inputs(folder, model, tokenizer, prompt, image)
+
+    def image_check(self, model: nn.Module, folder: Path) -> str | None:
+        """One generated image through the processor (when the folder has one) and the vision
+        tower: finite logits over the whole sequence. None for text-only models."""
+        if not self.takes_images(model):
+            return None
+        from adapters.vision import probe_image
+
+        if (folder / "preprocessor_config.json").is_file():
+            inputs = self.image_inputs(model, folder, self.load_tokenizer(folder), "Describe the image.",
+                                       probe_image())
+            how = "through its processor"
+        else:
+            inputs = _raw_image_inputs(model)
+            how = "as raw patches (no processor files)"
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        with torch.inference_mode():
+            logits = model(**inputs, use_cache=False).logits
+        length = inputs["input_ids"].shape[1]
+        if tuple(logits.shape[:2]) != (1, length) or not torch.isfinite(logits).all():
+            raise ModelCheckError(f"the forward pass over an image {how} gave logits of shape "
+                                  f"{tuple(logits.shape)}, not finite (1, {length}, V)")
+        grid = "x".join(str(int(v)) for v in inputs["image_grid_thw"][0])
+        return f"an image {how} (grid {grid}): finite logits"
 
 
 class CachedDecoder(Decoder):
@@ -115,11 +156,41 @@ class CachedDecoder(Decoder):
     def __init__(self, adapter: Adapter, model: nn.Module):
         super().__init__(adapter, model)
         self.cache = None
+        inner = getattr(model, "model", None)
+        if hasattr(inner, "rope_deltas"):  # VL models keep an image's position offset: not this one's
+            inner.rope_deltas = None
 
-    def step(self, new_ids: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=new_ids, past_key_values=self.cache, use_cache=True)
+    def step(self, new_ids: torch.Tensor, **inputs) -> torch.Tensor:
+        """``inputs``: the first step's other model inputs (an image's pixels, its grid)."""
+        out = self.model(input_ids=new_ids, past_key_values=self.cache, use_cache=True, **inputs)
         self.cache = out.past_key_values
         return out.logits[0, -1]
+
+
+def _auto_class(config: dict):
+    """The transformers auto class for config.json's model (adapters/family.py)."""
+    import transformers
+
+    return getattr(transformers, auto_class_name(config))
+
+
+def _raw_image_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
+    """An image as the vision tower takes it, without a processor: a 2x2 grid of merged
+    patches (random pixels) between the vision start and end tokens."""
+    config = model.config
+    vision = config.vision_config
+    merge, patch = vision.spatial_merge_size, vision.patch_size
+    temporal, channels = vision.temporal_patch_size, vision.in_channels
+    grid = torch.tensor([[1, 2 * merge, 2 * merge]])
+    patches = int(grid.prod())
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(patches, channels * temporal * patch * patch, generator=generator)
+    tokens = patches // merge ** 2
+    ids = torch.tensor([[config.vision_start_token_id] + [config.image_token_id] * tokens
+                        + [config.vision_end_token_id]])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "mm_token_type_ids": (ids == config.image_token_id).int(),
+            "pixel_values": pixels.to(model.dtype), "image_grid_thw": grid}
 
 
 def _config_dtype(config) -> torch.dtype:

@@ -290,7 +290,7 @@ class _HubImport:
         the manifest they make."""
         self.ingest_weights(sel, weight_map)
         self.ingest_files(sel)
-        for component in ("config", "tokenizer"):
+        for component in ("config", "tokenizer", "processor"):
             files = [p for p in sel.files if sel.component(p) == component]
             if files:
                 self.reporter.status(component, ", ".join(files))

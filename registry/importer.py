@@ -187,7 +187,7 @@ def import_folder(
     for relpath in sel.files:
         ingest_file(workspace, source / relpath, relpath, parts, cache=cache)
     cache.save()
-    for component in ("config", "tokenizer"):
+    for component in ("config", "tokenizer", "processor"):
         files = [p for p in sel.files if sel.component(p) == component]
         if files:
             reporter.status(component, ", ".join(files))

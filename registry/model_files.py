@@ -3,7 +3,8 @@
 One rule for local folders and Hub repos alike:
 - ``*.safetensors`` weights are split into per-tensor blobs (with a
   ``model.safetensors.index.json``, exactly the shards it names);
-- config, tokenizer, generation, chat-template, license and README files become file blobs;
+- config, tokenizer, generation, processor (image and video preprocessor configs),
+  chat-template, license and README files become file blobs;
 - pickle weights (``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``, ...) are never read: refused
   when they are the only weights, skipped (and said so) otherwise;
 - remote code (``*.py``) is skipped: modelstore never runs it;
@@ -26,6 +27,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 FILE_PATTERNS = ("*.json", "*.txt", "*.model", "*.jinja", "*.md", "*.tiktoken", "LICENSE*", "NOTICE*")
 TOKENIZER_PATTERNS = ("tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json",
                       "added_tokens.json", "chat_template*")
+# What AutoProcessor reads beside the tokenizer (vision-language models): kept like any file.
+PROCESSOR_PATTERNS = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json")
 
 
 @dataclass
@@ -36,7 +39,7 @@ class FileSelection:
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why
 
     def component(self, path: str) -> str:
-        """weights, config, tokenizer or other: how status lines group files."""
+        """weights, config, tokenizer, processor or other: how status lines group files."""
         if path in self.weights or path == self.index:
             return "weights"
         name = path.rsplit("/", 1)[-1]
@@ -44,6 +47,8 @@ class FileSelection:
             return "config"
         if any(fnmatch.fnmatch(name, p) for p in TOKENIZER_PATTERNS):
             return "tokenizer"
+        if name in PROCESSOR_PATTERNS:
+            return "processor"
         return "other"
 
 

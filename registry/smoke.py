@@ -295,7 +295,7 @@ def _preload(model_type: str | None) -> None:
     hf_logging.disable_progress_bar()
     try:
         import torch  # noqa: F401
-        from transformers import AutoModelForCausalLM  # noqa: F401
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText  # noqa: F401
 
         import adapters.qwen  # noqa: F401
     except Exception:  # noqa: BLE001 - a request will report it
@@ -329,11 +329,14 @@ def _load_and_run(folder: str, model_id: str, model_type: str) -> dict:
     try:
         try:
             adapter.smoke_test(model)
+            image = adapter.image_check(model, Path(folder))
         except ModelStoreError as e:
-            raise ModelLoadError(model_id, e.message) from e
+            raise ModelLoadError(model_id, e.message.replace(folder, model_id)) from e
+        except Exception as e:  # noqa: BLE001 - a processor or vision tower that fails is the finding
+            raise ModelLoadError(model_id, f"the image pass failed ({type(e).__name__}: {_first_line(e)})") from e
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        detail = (f"loads as {type(model).__name__} ({dtype}); forward pass on a few tokens: "
-                  "finite logits")
+        detail = (f"loads as {type(model).__name__} ({dtype}); forward pass on a few tokens"
+                  + (f" and {image}" if image else ": finite logits"))
         return {"ok": True, "detail": detail, "warnings": []}
     finally:
         del model

@@ -236,12 +236,14 @@ class RegistryError(ModelStoreError, ValueError):
 
 
 class UnsupportedArchitectureError(ModelStoreError, ValueError):
-    def __init__(self, model_type: str | None, supported: list[str], where: str = ""):
+    def __init__(self, model_type: str | None, supported: list[str], where: str = "",
+                 why: str | None = None):
         got = repr(model_type) if model_type else "no model_type"
         super().__init__(
-            f"unsupported architecture {got}{where}",
+            f"unsupported architecture {got}{where}" + (f": {why}" if why else ""),
             "supported: " + ", ".join(supported),
         )
+        self.why = why
         self.model_type = model_type
         self.supported = supported
 

@@ -108,10 +108,13 @@ class TextStream:
 
 
 def generate(adapter: Adapter, model: nn.Module, tokenizer, prompt: str, sampling: Sampling, *,
-             stop_ids: set[int] | None = None, on_text: TextSink | None = None) -> Generation:
+             stop_ids: set[int] | None = None, on_text: TextSink | None = None,
+             inputs: dict[str, torch.Tensor] | None = None) -> Generation:
     """Sample up to ``sampling.max_new_tokens`` tokens after ``prompt``; ``on_text`` gets
-    each piece of text as soon as it is complete."""
-    ids = tokenizer.encode(prompt) if prompt else []
+    each piece of text as soon as it is complete. ``inputs``: the prompt as model inputs
+    instead (``input_ids`` and, for an image, its pixels and grid; see ``image_prompt``)."""
+    inputs = dict(inputs or {})
+    ids = inputs.pop("input_ids")[0].tolist() if inputs else tokenizer.encode(prompt) if prompt else []
     if not ids:  # nothing to condition on: start from the start (or end) of text token
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         if start is None:
@@ -126,7 +129,8 @@ def generate(adapter: Adapter, model: nn.Module, tokenizer, prompt: str, samplin
     stopped = "length"
     started = time.perf_counter()
     with torch.inference_mode():
-        logits = decoder.step(torch.tensor([ids], device=device))
+        first = {k: v.to(device) for k, v in inputs.items() if k != "attention_mask"}
+        logits = decoder.step(torch.tensor([ids], device=device), **first)
         for _ in range(sampling.max_new_tokens):
             token = sample_next(logits, sampling, generator)
             if token in stop_ids:
@@ -161,12 +165,26 @@ def stop_token_ids(workspace: Workspace, loaded) -> set[int]:
     return ids
 
 
+def image_prompt(workspace: Workspace, loaded, prompt: str, image: str | Path) -> dict[str, torch.Tensor]:
+    """``prompt`` about the image at ``image`` as model inputs, through the model's processor
+    files and chat template (adapters/vision.py); one clear error for a text-only model."""
+    from adapters.blobs import files_folder
+    from adapters.vision import open_image
+
+    if not loaded.adapter.takes_images(loaded.model):
+        raise UsageError(f"model {loaded.name!r} ({loaded.manifest.architecture_type}) is a text model "
+                         "and takes no image", "drop --image, or pick a vision-language model")
+    picture = open_image(image)
+    with files_folder(workspace.objects, loaded.manifest) as folder:
+        return loaded.adapter.image_inputs(loaded.model, folder, loaded.tokenizer, prompt, picture)
+
+
 def generate_text(workspace: Workspace, name: str | None = None, *,
                   config: str | Path | RunConfig | None = None,
                   prompt: str | None = None, max_new_tokens: int | None = None,
                   temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
                   device: str | None = None, dtype: str | None = None, on_text: TextSink | None = None,
-                  reporter: Reporter | None = None) -> Generation:
+                  image: str | Path | None = None, reporter: Reporter | None = None) -> Generation:
     """``python main.py generate``: explicit arguments win over the config file, which wins
     over the defaults. The model is ``name``, else the config's ``model_name``, else its
     ``output_name`` (the model a from-scratch run registers)."""
@@ -195,8 +213,9 @@ def generate_text(workspace: Workspace, name: str | None = None, *,
     reporter.status("model", f"{name} ({loaded.manifest.architecture_type}, {params:,} parameters, "
                     f"{human_bytes(loaded.manifest.tensor_bytes)}, {next(loaded.model.parameters()).dtype} "
                     f"on {loaded.device})")
+    inputs = image_prompt(workspace, loaded, prompt, image) if image is not None else None
     result = generate(loaded.adapter, loaded.model, loaded.tokenizer, prompt, sampling,
-                      stop_ids=stop_token_ids(workspace, loaded), on_text=on_text)
+                      stop_ids=stop_token_ids(workspace, loaded), on_text=on_text, inputs=inputs)
     reporter.status("generate", f"{len(result.token_ids)} tokens in {result.seconds:.2f} s "
                     f"({result.tokens_per_second:.1f} tokens/s, stopped at {result.stopped})")
     return result
