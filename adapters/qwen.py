@@ -25,6 +25,7 @@ speculative decoding) are not unexpected: the store keeps them like any tensor
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import torch
@@ -33,6 +34,18 @@ import torch.nn as nn
 from adapters.base import Adapter, Decoder
 from adapters.family import auto_class_name, takes_images
 from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
+
+
+class _CpuKernelAdvice(logging.Filter):
+    """Drops transformers' "install flash-linear-attention / causal_conv1d" advice on machines
+    without CUDA: those kernels are GPU-only, so on a CPU the reference path is the only one,
+    and the advice is noise on every ``generate`` of a hybrid model (Qwen3-Next, Qwen3.5)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return torch.cuda.is_available() or "falling back to its reference PyTorch" not in record.getMessage()
+
+
+logging.getLogger("transformers.integrations.hub_kernels").addFilter(_CpuKernelAdvice())
 
 
 class QwenAdapter(Adapter):

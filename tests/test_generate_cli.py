@@ -97,3 +97,33 @@ def test_bad_option_values_are_usage_errors(qwen, root):
     result = CliRunner().invoke(cli, ["--root", str(root), "generate", "qwen", "--temperature", "-1"])
     assert result.exit_code == 2 and "--temperature" in result.stderr
 
+
+
+def test_generate_with_an_image_on_a_vl_model_and_on_a_text_model(workspace, root, tmp_path):
+    from tests.fixtures.qwen_family import family_model, tiny_image
+
+    import_folder(workspace, family_model("qwen3_vl", tmp_path / "vl-src"), name="vl")
+    import_folder(workspace, family_model("qwen3_next", tmp_path / "text-src"), name="text")
+    image = tiny_image(tmp_path / "cat.png")
+    ok = run(root, "generate", "vl", "--prompt", "What is it?", "--image", str(image),
+             "--max-new-tokens", "4", "--temperature", "0")
+    assert ok.returncode == 0, ok.stderr
+    expected = generate_text(workspace, "vl", prompt="What is it?", image=image, max_new_tokens=4, temperature=0)
+    assert ok.stdout == expected.text + "\n"
+    refused = run(root, "generate", "text", "--prompt", "hi", "--image", str(image))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.strip().splitlines() == [
+        "error: model 'text' (qwen3_next) is a text model and takes no image; "
+        "drop --image, or pick a vision-language model"]
+
+
+def test_list_models_filters_by_a_new_family_member(workspace, root, tmp_path):
+    import json
+
+    from tests.fixtures.qwen_family import family_model
+
+    import_folder(workspace, family_model("qwen3_5", tmp_path / "a"), name="a")
+    import_folder(workspace, family_model("qwen2_vl", tmp_path / "b"), name="b")
+    out = run(root, "list-models", "--architecture", "qwen3_5", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [m["model_name"] for m in json.loads(out.stdout)] == ["a"]

@@ -209,11 +209,11 @@ def generate_text(workspace: Workspace, name: str | None = None, *,
     )
     loaded = load_model(workspace, name, device=device or run.device, dtype=dtype or run.dtype,
                         tokenizer=run.tokenizer)
+    inputs = image_prompt(workspace, loaded, prompt, image) if image is not None else None
     params = loaded.manifest.params
     reporter.status("model", f"{name} ({loaded.manifest.architecture_type}, {params:,} parameters, "
                     f"{human_bytes(loaded.manifest.tensor_bytes)}, {next(loaded.model.parameters()).dtype} "
                     f"on {loaded.device})")
-    inputs = image_prompt(workspace, loaded, prompt, image) if image is not None else None
     result = generate(loaded.adapter, loaded.model, loaded.tokenizer, prompt, sampling,
                       stop_ids=stop_token_ids(workspace, loaded), on_text=on_text, inputs=inputs)
     reporter.status("generate", f"{len(result.token_ids)} tokens in {result.seconds:.2f} s "
