@@ -95,3 +95,23 @@ def test_every_member_is_one_row_of_the_family_table():
         row = FAMILY[model_type]
         assert row.vision == (model_type in VL_TYPES)
         assert row.auto_class == auto_class(model_type).__name__
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_config_implies_exactly_the_checkpoints_tensors_on_the_meta_device(tmp_path, model_type):
+    """What config.json implies (built on the meta device: no memory, no weights) is what the
+    checkpoint holds, names, dtypes and shapes, except the tensors kept by design."""
+    import re
+
+    from adapters import get_adapter
+
+    src = family_model(model_type, tmp_path / "src")
+    config = json.loads((src / "config.json").read_text())
+    adapter = get_adapter(model_type)
+    expected = adapter.expected_tensors(config)
+    on_disk = source_tensors(src)
+    extra = set(on_disk) - set(expected)
+    kept = [re.compile(p) for p in adapter.kept_by_design(adapter.build(config))]
+    assert all(any(p.search(n) for p in kept) for n in extra), extra
+    assert (model_type in HYBRID_TYPES) == bool(extra)
+    assert {n: on_disk[n] for n in expected} == expected
