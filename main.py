@@ -111,7 +111,7 @@ def _ask_token(repo_id: str, page: str) -> str:
 @click.pass_context
 def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
     """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
-    from registry.importer import import_model as run_import
+    from registry.ingest.folder import import_model as run_import
 
     asking = interactive()
     policy = on_conflict or (_ask_conflict if asking else "cancel")
@@ -134,7 +134,7 @@ def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
 @click.pass_context
 def list_models_cmd(ctx, architecture, source, as_json) -> None:
     """List registered models, most recent first."""
-    from registry.catalog import list_models
+    from registry.ops import list_models
     from registry.render import models_table, to_json
 
     entries = list_models(workspace(ctx), architecture=architecture, source=source)
@@ -176,7 +176,7 @@ def lineage_cmd(ctx, name, as_json) -> None:
 def du_cmd(ctx, as_json) -> None:
     """Disk usage per model and for the store, with the dedup ratio."""
     from registry.render import to_json, usage_text
-    from registry.usage import disk_usage
+    from registry.space.du import disk_usage
 
     usage = disk_usage(workspace(ctx))
     click.echo(to_json({**usage.__dict__, "dedup_ratio": usage.dedup_ratio}) if as_json else usage_text(usage))
@@ -192,7 +192,7 @@ def du_cmd(ctx, as_json) -> None:
 @click.pass_context
 def delete_model_cmd(ctx, name, yes, delete_files) -> None:
     """Remove a model's name from the registry."""
-    from registry.catalog import delete_model
+    from registry.ops import delete_model
 
     def confirm(entry, children) -> bool:
         if children:
@@ -232,7 +232,7 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes) -> None:
     if (dry_run or yes) and not fix:
         raise UsageError("--dry-run and --yes apply to --fix", "add --fix, or drop them")
     if not fix:
-        from registry.validate import validate
+        from registry.check.validate import validate
 
         report = validate(workspace(ctx), deep=not fast, reporter=CliReporter())
         click.echo(to_json(report.to_builtins()) if as_json else validation_text(report))
@@ -249,7 +249,7 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes) -> None:
                              "pass --yes to repair without asking (nothing was changed)")
         return click.confirm("Apply this repair?", default=False, err=True)
 
-    from registry.repair import repair
+    from registry.repair.plan import repair
 
     result = repair(workspace(ctx), deep=not fast, dry_run=dry_run, on_plan=on_plan, reporter=CliReporter())
     text = to_json(repair_builtins(result)) if as_json else outcome_text(result)
@@ -266,7 +266,7 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes) -> None:
 @click.pass_context
 def gc_cmd(ctx, grace, dry_run) -> None:
     """Delete objects no registered model reaches, and old temp files."""
-    from registry.collect import collect_garbage
+    from registry.space.gc import collect_garbage
     from registry.render_maintenance import gc_text
     from store.gc import parse_duration
 

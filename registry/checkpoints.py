@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from registry.catalog import ConflictPolicy, get_entry, register
+from registry.ops import ConflictPolicy, get_entry, register
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.errors import CheckpointGoneError, CheckpointNotFoundError, ModelStoreError

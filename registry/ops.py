@@ -26,9 +26,9 @@ from typing import Any, Literal
 import msgspec
 
 from registry.names import validate_name
-from registry.registry_check import lost_registry
+from registry.check.registry_check import lost_registry
 from registry.registry_file import RegistryDoc, RegistryEntry, previous_path, read_registry
-from registry.view_check import leftover_view
+from registry.check.view_check import leftover_view
 from registry.views import (
     METADATA_FILENAME,
     build_view,
@@ -221,7 +221,7 @@ def _entry_of_view(workspace: Workspace, name: str, manifest: Manifest,
                    entry: RegistryEntry) -> RegistryEntry | None:
     """The entry that the view in ``models/<name>`` was built for, if it is exactly the view
     of a version equal to ``manifest`` (its metadata.json names its manifest and creation)."""
-    from registry.view_check import check_view
+    from registry.check.view_check import check_view
 
     try:
         meta = json.loads((workspace.view_path(name) / METADATA_FILENAME).read_bytes())

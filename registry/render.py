@@ -11,12 +11,12 @@ from typing import Any
 import msgspec
 
 from registry.checkpoints import Checkpoint
-from registry.importer import ImportResult
+from registry.ingest.folder import ImportResult
 from registry.info import ModelInfo
 from registry.lineage import LineageNode
 from registry.registry_file import RegistryEntry
 from registry.report import human_bytes
-from registry.usage import StoreUsage
+from registry.space.du import StoreUsage
 from store.manifest import HubOrigin
 
 LIST_COLUMNS = ("model_name", "model_id", "architecture_type", "source", "created_at")

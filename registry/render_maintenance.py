@@ -9,9 +9,9 @@ from pathlib import Path
 
 import msgspec
 
-from registry.collect import GcOutcome
-from registry.findings import ValidationReport
-from registry.repair import RepairPlan, RepairResult
+from registry.space.gc import GcOutcome
+from registry.check.findings import ValidationReport
+from registry.repair.plan import RepairPlan, RepairResult
 from registry.report import human_bytes
 
 

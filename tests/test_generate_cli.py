@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from main import cli
-from registry.catalog import get_model, register
-from registry.importer import import_folder
+from registry.ops import get_model, register
+from registry.ingest.folder import import_folder
 from store.manifest import put_manifest
 from training.generate import generate_text
 

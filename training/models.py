@@ -26,9 +26,9 @@ from adapters import get_adapter
 from adapters.base import Adapter, SaveStats, Skip, place
 from adapters.blobs import files_folder
 from adapters.devices import resolve_device, resolve_dtype
-from registry.catalog import ConflictPolicy, get_model, register
+from registry.ops import ConflictPolicy, get_model, register
 from registry.checkpoints import is_ref, resolve_checkpoint
-from registry.model_files import TOKENIZER_PATTERNS
+from registry.ingest.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.errors import ModelStoreError, TokenizerError

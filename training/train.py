@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from adapters.base import Adapter
 from adapters.devices import resolve_device
-from registry.catalog import get_model
+from registry.ops import get_model
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes

@@ -6,7 +6,7 @@ the real view will hold), so a model that does not load is never registered. Mis
 wrongly shaped tensors count as failures: transformers would silently initialise them at
 random. A model too big for the memory available is not loaded; the check says so.
 
-The model is loaded in a worker process (``python -m registry.smoke``), for three reasons:
+The model is loaded in a worker process (``python -m registry.check.loadcheck``), for three reasons:
 importing torch and transformers takes seconds, and the worker does it while the import is
 still downloading (``start_worker``); a crash inside torch becomes a failed check instead
 of a dead import; and the importing process never holds torch or the model, so it exits
@@ -186,7 +186,7 @@ class _Worker:
                                                                         os.environ.get("PYTHONPATH")]))}
         debug = os.environ.get("MODELSTORE_DEBUG") == "1"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "registry.smoke", *([model_type] if model_type else [])],
+            [sys.executable, "-m", "registry.check.loadcheck", *([model_type] if model_type else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if debug else subprocess.DEVNULL,
             cwd=PROJECT_ROOT, env=env, text=True, bufsize=1,
         )
@@ -251,7 +251,7 @@ def _serve(model_type: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importing process's to handle
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the replies
-    from registry.hub_sink import keep_freed_memory
+    from registry.hub.sink import keep_freed_memory
 
     keep_freed_memory()
     with _importing():

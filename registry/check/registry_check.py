@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from registry.findings import Finding, finding
+from registry.check.findings import Finding, finding
 from registry.names import name_problem
 from registry.registry_file import (
     SCHEMA_VERSION, RegistryDoc, RegistryEntry, empty_registry, parse_registry, previous_path,

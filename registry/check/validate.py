@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from registry.findings import Finding, ValidationReport, finding
+from registry.check.findings import Finding, ValidationReport, finding
 from registry.names import STORE_FILES
-from registry.reachable import Reachable, reachable
-from registry.recover import plan_recovery
-from registry.registry_check import RegistryCheck, check_registry
+from registry.space.reachable import Reachable, reachable
+from registry.repair.recover import plan_recovery
+from registry.check.registry_check import RegistryCheck, check_registry
 from registry.registry_file import RegistryDoc
 from registry.report import NullReporter, Reporter, human_bytes
-from registry.view_check import check_view
+from registry.check.view_check import check_view
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, ObjectMissingError
 from store.quarantine import list_quarantine, quarantined_digests

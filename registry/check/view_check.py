@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import msgspec
 
-from registry.findings import Finding, finding
+from registry.check.findings import Finding, finding
 from registry.registry_file import RegistryEntry
 from registry.views import expected_view, view_metadata
 from registry.workspace import Workspace

@@ -10,7 +10,7 @@ resumes, size check, error mapping and progress bars; ``hf_hub_url`` builds the 
   metadata HEAD is redundant (and its retries make a dead Hub take 23 s and a stalled one
   minutes);
 - bytes are hashed as they arrive (sha256 for LFS files, the git blob id for the others;
-  the client itself checks only the size) on their way to a sink (``registry.hub_sink``): a
+  the client itself checks only the size) on their way to a sink (``registry.hub.sink``): a
   temp file in ``.modelstore/tmp/`` (``fetch_file``: same filesystem as the objects, swept
   by gc after a crash, written through ``store.fsops``), memory (``fetch_bytes``), or a
   consumer that makes something of them while they arrive (``fetch_into``: a weight file
@@ -47,7 +47,7 @@ from huggingface_hub.file_download import hf_hub_url, http_get
 from huggingface_hub.utils import build_hf_headers
 from huggingface_hub.utils import tqdm as hf_tqdm
 
-from registry.hub_sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
+from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
 from store import fsops
 from store.errors import (
     HubAuthError,

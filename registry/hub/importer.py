@@ -2,21 +2,21 @@
 
 Import, step by step (nothing is written to the store before step 5):
 
-1. parse SOURCE (``registry.hub_source``) and resolve the revision to a commit; every later
+1. parse SOURCE (``registry.hub.source``) and resolve the revision to a commit; every later
    request is pinned to that commit, which the manifest records;
-2. choose the files by the same rule as local folders (``registry.model_files``): only
+2. choose the files by the same rule as local folders (``registry.ingest.model_files``): only
    safetensors weights, never pickle weights or remote code, which are never requested;
 3. fetch config.json first: an unsupported architecture stops here, before any weight byte;
 4. settle the name (conflicts), the license (acknowledged, or a refusal naming ``--yes``)
    and the disk space (the listing's sizes);
 5. weight files one at a time, each split into tensor blobs while it downloads
-   (``registry.hub_stream``): its header is checked as soon as it arrives, each tensor's
+   (``registry.hub.stream``): its header is checked as soon as it arrives, each tensor's
    bytes go to a temp blob in ``.modelstore/tmp/``, and the blobs are published only once
    the whole file matched the Hub's sha256. A copy in the local HF cache that hashes right
    is split from there instead; a shard some registered model already holds (same sha256)
    is not downloaded again. Then the other files;
 6. verify: blobs that were already stored are re-hashed (new ones are verified as they are
-   written), and the model loads and gives finite logits (``registry.smoke``). The last
+   written), and the model loads and gives finite logits (``registry.check.loadcheck``). The last
    weight file's blobs, verified, are published while the model loads from hard links to
    them, so the fsyncs and renames do not wait for the check, nor it for them;
 7. write the manifest and register the name: the commit point.
@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adapters import check_supported
-from registry.catalog import ConflictPolicy, register
-from registry.hub_download import (
+from registry.ops import ConflictPolicy, register
+from registry.hub.download import (
     DEFAULT_ENDPOINT,
     HubRepo,
     RemoteFile,
@@ -40,16 +40,16 @@ from registry.hub_download import (
     Token,
     configured_endpoint,
 )
-from registry.hub_license import (
+from registry.hub.license import (
     LicenseInfo,
     acknowledge,
     license_file,
     license_from_card,
     license_from_file,
 )
-from registry.hub_source import parse_hub_source
-from registry.hub_stream import check_index, stream_weight_file
-from registry.importer import (
+from registry.hub.source import parse_hub_source
+from registry.hub.stream import check_index, stream_weight_file
+from registry.ingest.folder import (
     ImportResult,
     ManifestParts,
     check_free_space,
@@ -60,10 +60,10 @@ from registry.importer import (
     record_weight_file,
     report_selection,
 )
-from registry.model_files import CONFIG_FILE, FileSelection, apply_index, read_config, select_files
+from registry.ingest.model_files import CONFIG_FILE, FileSelection, apply_index, read_config, select_files
 from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
-from registry.smoke import LoadCheck, check_loads, start_worker
+from registry.check.loadcheck import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
 from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso

@@ -27,7 +27,7 @@ from store import fsops
 from store.errors import HubDownloadError, HubError, HubIntegrityError
 
 if TYPE_CHECKING:
-    from registry.hub_download import RemoteFile
+    from registry.hub.download import RemoteFile
 
 HASH_CHUNK = 16 << 20
 # mallopt(3) parameters (glibc's malloc.h)

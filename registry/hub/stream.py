@@ -18,8 +18,8 @@ transit garble headers too, and must read as a transfer error, not as a bad file
 
 from __future__ import annotations
 
-from registry.hub_download import HubRepo, RemoteFile
-from registry.importer import check_tensor_names
+from registry.hub.download import HubRepo, RemoteFile
+from registry.ingest.folder import check_tensor_names
 from registry.workspace import Workspace
 from store.errors import SafetensorsError
 from store.tensorfile import TensorFileHeader

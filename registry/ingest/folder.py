@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters import check_supported
-from registry.catalog import ConflictPolicy, register, resolve_conflict
-from registry.model_files import (
+from registry.ops import ConflictPolicy, register, resolve_conflict
+from registry.ingest.model_files import (
     CONFIG_FILE,
     FileSelection,
     apply_index,
@@ -279,21 +279,21 @@ def import_model(
     """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub.
 
     ``confirm_license`` and ``ask_token`` are the CLI's prompts for Hub imports (see
-    ``registry.hub_import.import_from_hub``); without them the library never asks.
+    ``registry.hub.importer.import_from_hub``); without them the library never asks.
     """
     if is_local_source(source):
         if revision is not None:
             raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
         return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter)
-    from registry.hub_source import parse_hub_source
+    from registry.hub.source import parse_hub_source
 
     parse_hub_source(source, revision)  # a malformed or hostile id is refused before the Hub client loads
-    from registry.smoke import start_worker
+    from registry.check.loadcheck import start_worker
 
     # The load check's worker imports torch and transformers (seconds of CPU) from now on,
     # beside the Hub client loading, the listing and the download.
     start_worker()
-    from registry.hub_import import import_from_hub
+    from registry.hub.importer import import_from_hub
 
     return import_from_hub(workspace, source, name=name, revision=revision, token=token,
                            assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter,

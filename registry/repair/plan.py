@@ -2,18 +2,18 @@
 
 What each finding leads to:
 - a damaged or lost registry.json: recovered from the views that still exist and
-  ``registry.json.prev`` (``registry.recover``), listing every entry brought back or
+  ``registry.json.prev`` (``registry.repair.recover``), listing every entry brought back or
   dropped; the damaged file is kept in quarantine. A registry written by a newer
   modelstore is never touched;
 - a corrupt object (wrong size, wrong bytes, not a file): moved to quarantine, never
   deleted, then restored like a missing one;
 - a missing object: restored from the origin of a manifest that references it
-  (``registry.restore``: the local source folder if its bytes still hash right; the Hub
+  (``registry.repair.restore``: the local source folder if its bytes still hash right; the Hub
   once its restorer is wired);
 - a damaged or missing view: rebuilt from the manifest; what does not belong in it (extra
   files, links replaced by files) is moved to quarantine first;
 - an orphan directory under models/: moved to quarantine. It is registered only as part of
-  a registry recovery, when it is a view of a readable manifest (see ``registry.recover``);
+  a registry recovery, when it is a view of a readable manifest (see ``registry.repair.recover``);
 - a writable object that still verifies: sealed read-only again;
 - a lineage manifest that is gone: recorded as lost, so gc can run again.
 What no step can repair (a registered model's manifest, an object nothing can restore) is
@@ -29,13 +29,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from registry.findings import Finding, ValidationReport
-from registry.reachable import Reachable
-from registry.recover import RegistryRecovery, plan_recovery
-from registry.registry_check import check_registry
+from registry.check.findings import Finding, ValidationReport
+from registry.space.reachable import Reachable
+from registry.repair.recover import RegistryRecovery, plan_recovery
+from registry.check.registry_check import check_registry
 from registry.report import NullReporter, Reporter
-from registry.restore import RESTORE_SOURCES, RestoreSource
-from registry.validate import check_workspace, describe_owners, validate
+from registry.repair.restore import RESTORE_SOURCES, RestoreSource
+from registry.check.validate import check_workspace, describe_owners, validate
 from registry.workspace import Workspace
 from store.errors import Aborted
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TrainingOrigin
@@ -254,7 +254,7 @@ def repair(workspace: Workspace, *, deep: bool = True, dry_run: bool = False,
     After executing, the workspace is validated again (fast: every object written was
     verified as it was written) and that report decides success.
     """
-    from registry.repair_steps import execute_repair
+    from registry.repair.steps import execute_repair
 
     reporter = reporter or NullReporter()
     sources = RESTORE_SOURCES if sources is None else sources

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from registry.catalog import summary_metadata
+from registry.ops import summary_metadata
 from registry.names import name_problem
 from registry.registry_file import (
     SCHEMA_VERSION, RegistryDoc, RegistryEntry, parse_registry, previous_path,

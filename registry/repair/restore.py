@@ -141,7 +141,7 @@ def describe_hub(manifest: Manifest) -> str | None:
 def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str],
                      reporter: Reporter) -> set[str]:
     # Imported here: the Hub client is only loaded when a Hub model needs restoring.
-    from registry.hub_import import restore_from_hub as fetch_again
+    from registry.hub.importer import restore_from_hub as fetch_again
 
     return fetch_again(workspace, manifest, digests, reporter)
 

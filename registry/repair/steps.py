@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import stat
 
-from registry.recover import RegistryRecovery
-from registry.repair import RepairOutcome, RepairPlan
+from registry.repair.recover import RegistryRecovery
+from registry.repair.plan import RepairOutcome, RepairPlan
 from registry.report import Reporter
-from registry.restore import RestoreSource, restore_objects
-from registry.view_check import expected_dirs, scan_view
+from registry.repair.restore import RestoreSource, restore_objects
+from registry.check.view_check import expected_dirs, scan_view
 from registry.views import build_view, expected_view
 from registry.workspace import Workspace
 from store import fsops

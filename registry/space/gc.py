@@ -1,6 +1,6 @@
 """``gc``: delete the objects no registry entry can reach, and old temp files.
 
-Reachable (``registry.reachable``): each registered manifest, its files, tensors and
+Reachable (``registry.space.reachable``): each registered manifest, its files, tensors and
 optimizer state, and the manifests of its lineage. gc deletes nothing when it cannot know
 that set for sure: a damaged or lost registry.json, or a manifest that cannot be read
 (registered, or in a lineage), aborts it. The only exception is a lineage manifest that
@@ -20,11 +20,11 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from registry.reachable import reachable
-from registry.registry_check import lost_registry
+from registry.space.reachable import reachable
+from registry.check.registry_check import lost_registry
 from registry.report import NullReporter, Reporter
-from registry.validate import view_debris
-from registry.view_check import view_version
+from registry.check.validate import view_debris
+from registry.check.view_check import view_version
 from registry.workspace import Workspace
 from store import fsops
 from store.errors import GcAbortedError, ObjectMissingError, RegistryError

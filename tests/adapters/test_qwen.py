@@ -15,8 +15,8 @@ from transformers.utils import logging as hf_logging
 
 from adapters import get_adapter
 from adapters.qwen import QwenAdapter
-from registry.catalog import register
-from registry.importer import import_folder
+from registry.ops import register
+from registry.ingest.folder import import_folder
 from store.errors import CorruptObjectError, ModelCheckError, ObjectMissingError, UnsupportedArchitectureError
 from store.manifest import Manifest
 from training.models import store_model

@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 from adapters import get_adapter
 from adapters.custom import MODEL_TYPE, CustomAdapter, config_dict, parse_config
 from adapters.transformer import Transformer, TransformerConfig
-from registry.catalog import get_model, register
-from registry.importer import import_folder
+from registry.ops import get_model, register
+from registry.ingest.folder import import_folder
 from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
 from training.config import parse_config as parse_run_config
 from training.models import create_custom_model, store_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from registry.catalog import delete_model, get_model, list_models, register
-from registry.importer import import_folder
+from registry.ops import delete_model, get_model, list_models, register
+from registry.ingest.folder import import_folder
 from registry.info import model_info
 from registry.lineage import children_of, lineage
 from store.errors import Aborted, ModelNotFoundError, ViewMissingError

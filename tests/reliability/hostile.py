@@ -214,7 +214,7 @@ def _auto_map(model_type: str | None = None) -> Callable[[Scene], None]:
 
 
 def _imported_with_auto_map(scene: Scene) -> None:
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     _auto_map()(scene)

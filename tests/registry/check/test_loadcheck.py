@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from registry import smoke
-from registry.importer import import_folder
+from registry.check import loadcheck as smoke
+from registry.ingest.folder import import_folder
 from store.errors import ModelLoadError
 
 

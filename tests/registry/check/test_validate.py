@@ -16,8 +16,8 @@ import tempfile
 
 import pytest
 
-from registry.findings import CODES
-from registry.validate import validate
+from registry.check.findings import CODES
+from registry.check.validate import validate
 from tests.registry.breakage import (
     EXCLUSIVE, SAME_SIZE, SHARED, finding_keys, flip_bit, rewrite_object, two_models, workspace_state,
 )
@@ -298,7 +298,7 @@ def world_readable_dir():
 
 def test_writing_through_a_view_fails(world_readable_dir, tiny_model):
     """Blobs are 0444: opening a view's file for writing is refused (for root: as nobody)."""
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     ws = Workspace.open(world_readable_dir)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.hub_import import HubImportResult, import_from_hub
-from registry.hub_license import LicenseInfo
+from registry.hub.importer import HubImportResult, import_from_hub
+from registry.hub.license import LicenseInfo
 from registry.report import RecordingReporter
 from store.errors import (
     Aborted,
@@ -362,7 +362,7 @@ def test_a_hostile_path_in_the_listing_refuses_the_repo_before_any_download(work
 
 
 def test_not_enough_disk_space_is_refused_before_downloading(workspace, hub_server, tiny_model, monkeypatch):
-    import registry.importer as importer
+    import registry.ingest.folder as importer
 
     publish(hub_server, tiny_model)
     real = shutil.disk_usage
@@ -673,7 +673,7 @@ def test_a_shard_header_problem_stops_before_any_of_its_blobs(workspace, hub_ser
 
 
 def test_a_dead_load_check_worker_is_replaced(workspace, hub_server, tiny_model):
-    from registry import smoke
+    from registry.check import loadcheck as smoke
 
     publish(hub_server, tiny_model)
     smoke.start_worker()
@@ -700,7 +700,7 @@ def test_the_last_weight_file_is_published_while_the_model_loads(workspace, hub_
     meanwhile: after a check that fails, they are there (verified, for a re-run to reuse)."""
     from safetensors.torch import load_file, save_file
 
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     folder = tiny_model()

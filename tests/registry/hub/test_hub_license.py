@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.hub_license import LicenseInfo, acknowledge, license_file, license_from_card, license_from_file
+from registry.hub.license import LicenseInfo, acknowledge, license_file, license_from_card, license_from_file
 from registry.render import license_prompt
 from store.errors import Aborted, LicenseNotAcknowledgedError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from registry.hub_import import import_from_hub, restore_from_hub
-from registry.importer import import_folder
+from registry.hub.importer import import_from_hub, restore_from_hub
+from registry.ingest.folder import import_folder
 from registry.report import RecordingReporter
 from tests.hub.fixtures import hub_server  # noqa: F401  (fixture)
 
@@ -79,8 +79,8 @@ def test_a_corrupt_object_left_in_place_is_not_reported_restored(workspace, hub_
 
 
 def test_validate_fix_restores_a_corrupt_blob_from_the_test_hub(workspace, hub_server, tiny_model):
-    from registry.repair import repair
-    from registry.validate import validate
+    from registry.repair.plan import repair
+    from registry.check.validate import validate
     from tests.registry.breakage import flip_bit
 
     manifest = imported(workspace, hub_server, tiny_model)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.hub_source import HubSource, parse_hub_source, repo_id_problem
-from registry.importer import is_local_source
+from registry.hub.source import HubSource, parse_hub_source, repo_id_problem
+from registry.ingest.folder import is_local_source
 from store.errors import HubSourceError, UsageError
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from registry.importer import import_folder
+from registry.ingest.folder import import_folder
 from registry.report import RecordingReporter
 from store.errors import (
     InvalidNameError, ModelExistsError, PickleWeightsError, SafetensorsError, SourceError,

@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 
-from registry.catalog import delete_model, register
-from registry.repair import repair
-from registry.validate import validate
+from registry.ops import delete_model, register
+from registry.repair.plan import repair
+from registry.check.validate import validate
 from store.errors import Aborted, StoreChangedError
 from store.layout import OBJECT_MODE
 from store.manifest import Manifest, TrainingOrigin, put_manifest
@@ -418,7 +418,7 @@ def test_registry_rebuilt_from_views_alone(s):
 
 
 def test_lost_lineage_manifest_is_recorded_so_gc_can_run_again(s):
-    from registry.collect import collect_garbage
+    from registry.space.gc import collect_garbage
     from store.errors import GcAbortedError
 
     register_child(s)
@@ -477,7 +477,7 @@ def test_recovery_keeps_a_model_whose_manifest_is_damaged_visible(s):
 
 
 def test_recovery_leaves_the_view_of_a_collected_model_an_orphan(s):
-    from registry.collect import collect_garbage
+    from registry.space.gc import collect_garbage
 
     delete_model(s.ws, "b")  # keeps models/b, then gc collects its manifest and blobs
     collect_garbage(s.ws, grace_s=0)

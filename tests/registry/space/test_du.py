@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from registry.catalog import delete_model
-from registry.importer import import_folder
-from registry.usage import disk_usage
+from registry.ops import delete_model
+from registry.ingest.folder import import_folder
+from registry.space.du import disk_usage
 
 
 def test_two_names_for_one_folder_share_everything(workspace, tiny_model):

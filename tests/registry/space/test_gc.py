@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-import registry.importer
-from registry.catalog import delete_model
-from registry.collect import collect_garbage
+import registry.ingest.folder
+from registry.ops import delete_model
+from registry.space.gc import collect_garbage
 from registry.lineage import lineage
-from registry.validate import validate
+from registry.check.validate import validate
 from store.errors import GcAbortedError, ObjectMissingError, RegistryError
 from store.quarantine import list_quarantine, move_aside
 from tests.registry.breakage import (
@@ -143,13 +143,13 @@ def test_empty_folder_has_nothing_to_collect(workspace):
 
 def _gc_just_before_commit(monkeypatch, workspace, grace_s):
     """Run gc in the window an import is most exposed: blobs and manifest written, not registered."""
-    real_register = registry.importer.register
+    real_register = registry.ingest.folder.register
 
     def register_after_gc(*args, **kwargs):
         collect_garbage(workspace, grace_s=grace_s)
         return real_register(*args, **kwargs)
 
-    monkeypatch.setattr(registry.importer, "register", register_after_gc)
+    monkeypatch.setattr(registry.ingest.folder, "register", register_after_gc)
 
 
 def test_gc_during_an_import_never_breaks_it(s, monkeypatch):
@@ -157,7 +157,7 @@ def test_gc_during_an_import_never_breaks_it(s, monkeypatch):
     delete_model(s.ws, "a", delete_files=True)
     age_everything(s.ws)
     _gc_just_before_commit(monkeypatch, s.ws, grace_s=HOUR)
-    result = registry.importer.import_folder(s.ws, s.src_a, name="again")
+    result = registry.ingest.folder.import_folder(s.ws, s.src_a, name="again")
     assert result.stats.new_objects <= 1  # the old blobs were reused, only the manifest is new
     assert validate(s.ws).ok
 
@@ -167,7 +167,7 @@ def test_without_grace_an_import_fails_cleanly_never_half_registered(s, monkeypa
     _gc_just_before_commit(monkeypatch, s.ws, grace_s=0)
     source = _fresh_source(s)
     with pytest.raises(ObjectMissingError):
-        registry.importer.import_folder(s.ws, source, name="c")
+        registry.ingest.folder.import_folder(s.ws, source, name="c")
     assert sorted(s.ws.read_registry().models) == ["a", "b"]
     assert not (s.ws.models_dir / "c").exists() and validate(s.ws).ok
 
