@@ -111,7 +111,7 @@ def _ask_token(repo_id: str, page: str) -> str:
 @click.pass_context
 def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
     """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
-    from registry.ingest.folder import import_model as run_import
+    from registry.importer import import_model as run_import
 
     asking = interactive()
     policy = on_conflict or (_ask_conflict if asking else "cancel")
@@ -249,7 +249,7 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes) -> None:
                              "pass --yes to repair without asking (nothing was changed)")
         return click.confirm("Apply this repair?", default=False, err=True)
 
-    from registry.repair.plan import repair
+    from registry.repair.fix import repair
 
     result = repair(workspace(ctx), deep=not fast, dry_run=dry_run, on_plan=on_plan, reporter=CliReporter())
     text = to_json(repair_builtins(result)) if as_json else outcome_text(result)

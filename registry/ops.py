@@ -14,7 +14,6 @@ finishes it. So re-running an interrupted command is always the way to finish it
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from registry.lineage import children_of
 from registry.names import validate_name
 from registry.check.registry_check import lost_registry
 from registry.registry_file import RegistryDoc, RegistryEntry, previous_path, read_registry
@@ -37,7 +37,7 @@ from registry.views import (
     view_in_place,
     view_is_disposable,
 )
-from registry.workspace import Workspace
+from registry.workspace import Workspace, get_entry
 from store import fsops
 from store.digest import digest_bytes, is_digest
 from store.errors import (
@@ -45,7 +45,6 @@ from store.errors import (
     InvalidNameError,
     ModelExistsError,
     ModelStoreError,
-    ModelNotFoundError,
     REMOVED_IN_FLIGHT_HINT,
     ObjectMissingError,
     RegistryError,
@@ -274,14 +273,6 @@ def summary_metadata(manifest: Manifest) -> dict[str, Any]:
 # --- reading -------------------------------------------------------------------------------
 
 
-def get_entry(workspace: Workspace, name: str) -> RegistryEntry:
-    models = workspace.read_registry().models
-    entry = models.get(name)
-    if entry is None:
-        raise ModelNotFoundError(name, difflib.get_close_matches(name, list(models), n=2))
-    return entry
-
-
 def get_model(workspace: Workspace, name: str) -> tuple[RegistryEntry, Manifest]:
     """The entry and its manifest; checks that the view (local_path) exists."""
     entry = get_entry(workspace, name)
@@ -319,8 +310,6 @@ def delete_model(
     ``confirm`` is asked with the entry and the names of models fine-tuned from it; a
     False answer raises ``Aborted`` before anything changes. Blobs stay until ``gc``.
     """
-    from registry.lineage import children_of
-
     if not workspace.layout.exists():
         get_entry(workspace, name)  # no store: refused before the lock, which would create one
     with workspace.locked():

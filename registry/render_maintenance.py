@@ -11,7 +11,8 @@ import msgspec
 
 from registry.space.gc import GcOutcome
 from registry.check.findings import ValidationReport
-from registry.repair.plan import RepairPlan, RepairResult
+from registry.repair.fix import RepairResult
+from registry.repair.plan import RepairPlan
 from registry.report import human_bytes
 
 

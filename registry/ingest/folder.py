@@ -14,7 +14,6 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from adapters import check_supported
 from registry.ops import ConflictPolicy, register, resolve_conflict
@@ -31,7 +30,7 @@ from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.views import tensor_name_problem
 from registry.workspace import Workspace
-from store.errors import SafetensorsError, SourceError, StoreIOError, UsageError
+from store.errors import SafetensorsError, SourceError, StoreIOError
 from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.sourcecache import SourceCache
@@ -253,48 +252,3 @@ def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | No
     if needed > free:
         raise StoreIOError(probe, OSError(errno.ENOSPC, f"{human_bytes(needed)} needed but "
                                           f"{human_bytes(free)} free", str(probe)))
-
-
-
-def is_local_source(source: str) -> bool:
-    """A path (existing, or written as one) rather than a Hub repo id or URL."""
-    if source.startswith(("http://", "https://", "hf://")):
-        return False
-    return os.path.exists(os.path.expanduser(source)) or source.startswith(("/", ".", "~")) or source.count("/") != 1
-
-
-def import_model(
-    workspace: Workspace,
-    source: str,
-    *,
-    name: str | None = None,
-    revision: str | None = None,
-    token: str | None = None,
-    assume_yes: bool = False,
-    on_conflict: ConflictPolicy = "cancel",
-    reporter: Reporter | None = None,
-    confirm_license: Callable[[Any], bool] | None = None,
-    ask_token: Callable[[str, str], str | None] | None = None,
-) -> ImportResult:
-    """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub.
-
-    ``confirm_license`` and ``ask_token`` are the CLI's prompts for Hub imports (see
-    ``registry.hub.importer.import_from_hub``); without them the library never asks.
-    """
-    if is_local_source(source):
-        if revision is not None:
-            raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
-        return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter)
-    from registry.hub.source import parse_hub_source
-
-    parse_hub_source(source, revision)  # a malformed or hostile id is refused before the Hub client loads
-    from registry.check.loadcheck import start_worker
-
-    # The load check's worker imports torch and transformers (seconds of CPU) from now on,
-    # beside the Hub client loading, the listing and the download.
-    start_worker()
-    from registry.hub.importer import import_from_hub
-
-    return import_from_hub(workspace, source, name=name, revision=revision, token=token,
-                           assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter,
-                           confirm_license=confirm_license, ask_token=ask_token)

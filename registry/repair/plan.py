@@ -26,7 +26,6 @@ nothing left that it can change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from registry.check.findings import Finding, ValidationReport
@@ -35,9 +34,8 @@ from registry.repair.recover import RegistryRecovery, plan_recovery
 from registry.check.registry_check import check_registry
 from registry.report import NullReporter, Reporter
 from registry.repair.restore import RESTORE_SOURCES, RestoreSource
-from registry.check.validate import check_workspace, describe_owners, validate
+from registry.check.validate import check_workspace, describe_owners
 from registry.workspace import Workspace
-from store.errors import Aborted
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TrainingOrigin
 
 
@@ -230,39 +228,3 @@ class RepairOutcome:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # with what the user can do
     warnings: list[str] = field(default_factory=list)  # why a source could not restore
-
-
-@dataclass
-class RepairResult:
-    before: ValidationReport
-    plan: RepairPlan
-    outcome: RepairOutcome | None = None  # None: nothing was executed (dry run, empty plan)
-    after: ValidationReport | None = None  # the fast re-validation after executing
-
-    @property
-    def ok(self) -> bool:
-        final = self.after if self.after is not None else self.before
-        return final.ok
-
-
-def repair(workspace: Workspace, *, deep: bool = True, dry_run: bool = False,
-           on_plan: Callable[[ValidationReport, RepairPlan], bool] | None = None,
-           sources: list[RestoreSource] | None = None, reporter: Reporter | None = None) -> RepairResult:
-    """Plan, show (``on_plan`` sees the findings and the plan), then execute unless ``dry_run``.
-
-    ``on_plan`` returning False for a plan with steps raises ``Aborted``: nothing changes.
-    After executing, the workspace is validated again (fast: every object written was
-    verified as it was written) and that report decides success.
-    """
-    from registry.repair.steps import execute_repair
-
-    reporter = reporter or NullReporter()
-    sources = RESTORE_SOURCES if sources is None else sources
-    before, plan = plan_repair(workspace, deep=deep, reporter=reporter, sources=sources)
-    go_ahead = on_plan(before, plan) if on_plan is not None else True
-    if dry_run or plan.empty:
-        return RepairResult(before, plan)
-    if not go_ahead:
-        raise Aborted("the repair was cancelled; nothing was changed")
-    outcome = execute_repair(workspace, plan, sources=sources, reporter=reporter)
-    return RepairResult(before, plan, outcome, validate(workspace, deep=False))

@@ -79,7 +79,7 @@ def test_a_corrupt_object_left_in_place_is_not_reported_restored(workspace, hub_
 
 
 def test_validate_fix_restores_a_corrupt_blob_from_the_test_hub(workspace, hub_server, tiny_model):
-    from registry.repair.plan import repair
+    from registry.repair.fix import repair
     from registry.check.validate import validate
     from tests.registry.breakage import flip_bit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.hub.source import HubSource, parse_hub_source, repo_id_problem
-from registry.ingest.folder import is_local_source
+from registry.importer import is_local_source
 from store.errors import HubSourceError, UsageError
 
 

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from registry.ops import delete_model, register
-from registry.repair.plan import repair
+from registry.repair.fix import repair
 from registry.check.validate import validate
 from store.errors import Aborted, StoreChangedError
 from store.layout import OBJECT_MODE
