@@ -1,4 +1,4 @@
-"""Text and JSON renderings of validate-registry, --fix and gc results, for the CLI to print.
+"""Text renderings of validate-registry, --fix and gc results, for the CLI to print.
 
 Pure functions from results to strings (no I/O, no click), tested directly.
 """
@@ -6,8 +6,6 @@ Pure functions from results to strings (no I/O, no click), tested directly.
 from __future__ import annotations
 
 from pathlib import Path
-
-import msgspec
 
 from registry.space.gc import GcOutcome
 from registry.check.findings import ValidationReport
@@ -48,20 +46,6 @@ def outcome_text(result: RepairResult) -> str:
         lines += [f.line() for f in result.after.errors]
         lines.append(f"after repair: {result.after.summary('checked (what was written was verified)')}")
     return "\n".join(lines)
-
-
-def repair_builtins(result: RepairResult) -> dict:
-    plan = result.plan
-    doc = result.before.to_builtins()
-    doc["plan"] = {
-        "steps": msgspec.to_builtins([s.__dict__ for s in plan.steps]),
-        "cannot": plan.cannot,
-        "destructive": plan.destructive,
-    }
-    doc["outcome"] = None if result.outcome is None else result.outcome.__dict__
-    doc["after"] = None if result.after is None else result.after.to_builtins()
-    doc["ok"] = result.ok
-    return doc
 
 
 def gc_text(outcome: GcOutcome, root: Path) -> str:

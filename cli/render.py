@@ -1,14 +1,11 @@
-"""Plain-text and JSON renderings of library results, for the CLI to print.
+"""Plain-text renderings of library results, for the CLI to print.
 
 Pure functions from results to strings: no I/O, no click, so they are tested directly.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-import msgspec
 
 from registry.checkpoints import Checkpoint
 from registry.ingest.folder import ImportResult
@@ -21,10 +18,6 @@ from store.manifest import HubOrigin
 
 LIST_COLUMNS = ("model_name", "model_id", "architecture_type", "source", "created_at")
 LIST_HEADINGS = ("MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "CREATED_AT")
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False)
 
 
 def models_table(entries: list[RegistryEntry]) -> str:

@@ -5,10 +5,14 @@ Pure functions from results to strings: no I/O and no click, so they are tested 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from registry.report import human_bytes
-from training.checkpoint import SavedCheckpoint
-from training.loop import LoopState
-from training.train import TrainResult
+
+if TYPE_CHECKING:
+    from training.checkpoint import SavedCheckpoint
+    from training.loop import LoopState
+    from training.train import TrainResult
 
 
 def progress_line(state: LoopState, max_steps: int, tokens_per_s: float) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli import app as cli_app
 import main
 from tests.hub.fixtures import hub_server  # noqa: F401  (fixture)
 
@@ -104,7 +105,7 @@ def test_gated_and_unsupported_are_one_line_errors(hub_server, tiny_model, root)
 @pytest.fixture
 def terminal(monkeypatch, root):
     """The CLI in-process, as if a terminal were attached (prompts enabled)."""
-    monkeypatch.setattr(main, "interactive", lambda: True)
+    monkeypatch.setattr(cli_app, "interactive", lambda: True)
     runner = CliRunner()
     return lambda *args, input: runner.invoke(main.cli, ["--root", str(root), *args], input=input,
                                               catch_exceptions=False)

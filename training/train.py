@@ -40,19 +40,14 @@ from store.manifest import FileEntry, Manifest, Source
 from training.checkpoint import Checkpointer, ResumePoint, SavedCheckpoint, restore, resume_point
 from training.config import RunConfig, load_config
 from training.data import TokenData, eval_batches, load_tokens, train_batch
-from training.loop import Diverged, LoopObserver, LoopState, Schedule, run_loop
+from training.loop import Diverged, LoopState, Schedule, run_loop
 from training.models import build_custom_model, load_version
+from training.observe import LoopObserver, TrainReporter
 from training.optim import Optimizer, lr_at
 
 # Config keys that shape the trajectory: a resumed run must keep them (plus [model] from scratch).
 RESUME_KEYS = ("model_name", "tokenizer", "seq_len", "batch_size", "lr", "warmup_steps", "weight_decay",
                "grad_clip", "seed", "freeze", "dtype", "eval_fraction")
-
-
-class TrainReporter(Reporter, LoopObserver):
-    """Status lines plus the loop's progress and each committed checkpoint."""
-
-    def on_checkpoint(self, saved: SavedCheckpoint) -> None: ...
 
 
 @dataclass

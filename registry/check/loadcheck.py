@@ -44,7 +44,7 @@ PROBE_TOKENS = (1, 2, 3, 4)
 # Loading needs the weights once in memory, plus the interpreter, torch and activations.
 MEMORY_FACTOR = 1.3
 MEMORY_OVERHEAD = 1 << 30
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

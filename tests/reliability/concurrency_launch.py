@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "main.py"
 # What import-model, delete-model, list-models and gc import lazily (none imports torch).
 PRELOAD = ("click", "registry.workspace", "registry.ingest.folder", "registry.ops", "registry.space.gc",
-           "registry.render", "registry.render_maintenance", "store.gc")
+           "cli.render", "cli.maintenance_text", "store.gc")
 GATE_TIMEOUT_S = 120.0
 
 

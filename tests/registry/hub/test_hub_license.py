@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.hub.license import LicenseInfo, acknowledge, license_file, license_from_card, license_from_file
-from registry.render import license_prompt
+from cli.render import license_prompt
 from store.errors import Aborted, LicenseNotAcknowledgedError
 
 BASE = "https://huggingface.co/org/m/blob/abc"
