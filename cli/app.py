@@ -21,10 +21,10 @@ from store.errors import ModelStoreError
 
 class CliReporter(Reporter):
     def status(self, component: str, message: str) -> None:
-        click.echo(f"  {component:<10} {message}", err=True)
+        click.echo(f"  {component:<10} {errors.spell(message)}", err=True)
 
     def warning(self, message: str) -> None:
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {errors.spell(message)}", err=True)
 
     def progress_bar(self) -> type | None:
         # huggingface_hub's bar: percentage, speed, time left, total size; it stays quiet when

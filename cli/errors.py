@@ -1,6 +1,9 @@
-"""The one place where the project's errors become a message on stderr and an exit code."""
+"""The one place where the project's errors become a message on stderr and an exit code, and
+where a next action (``modelstore gc``, as the library names it) becomes the command to type."""
 
 from __future__ import annotations
+
+import re
 
 import click
 
@@ -14,7 +17,7 @@ def fail(message: str, code: int) -> None:
 
 def message(error: ModelStoreError) -> str:
     """The error's one line: what went wrong, then the next step."""
-    return str(error)
+    return spell(str(error))
 
 
 def report(error: BaseException) -> None:
@@ -28,3 +31,14 @@ def report(error: BaseException) -> None:
     if isinstance(error, KeyboardInterrupt):
         fail("interrupted; nothing was registered (temp files are swept by gc)", 130)
     raise error
+
+
+# Library text names a next action as ``modelstore COMMAND ...`` (the installed tool's name);
+# this is the one place that spells it as the command line this checkout runs.
+_ACTION = re.compile(r"\bmodelstore (?=(?:import-model|list-models|model-info|lineage|du|delete-model|gc"
+                     r"|validate-registry|train|register|generate)\b)")
+
+
+def spell(text: str) -> str:
+    """``text`` with every next action written as the command to type."""
+    return _ACTION.sub("python main.py ", text)

@@ -11,14 +11,15 @@ from registry.space.gc import GcOutcome
 from registry.check.findings import ValidationReport
 from registry.repair.fix import RepairResult
 from registry.repair.plan import RepairPlan
+from cli.errors import spell
 from registry.report import human_bytes
 
 
-def validation_text(report: ValidationReport) -> str:
+def _validation_text(report: ValidationReport) -> str:
     return "\n".join([f.line() for f in report.findings] + [report.summary()])
 
 
-def plan_text(plan: RepairPlan) -> str:
+def _plan_text(plan: RepairPlan) -> str:
     if plan.empty and not plan.cannot:
         return "nothing to repair"
     lines = []
@@ -35,7 +36,7 @@ def plan_text(plan: RepairPlan) -> str:
     return "\n".join(lines)
 
 
-def outcome_text(result: RepairResult) -> str:
+def _outcome_text(result: RepairResult) -> str:
     if result.outcome is None:
         return "" if result.plan.empty else "dry run: nothing was changed"
     lines = ["done:"] + [f"  - {line}" for line in result.outcome.done]
@@ -90,3 +91,15 @@ def _rel(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+def validation_text(report: ValidationReport) -> str:
+    return spell(_validation_text(report))
+
+
+def plan_text(plan: RepairPlan) -> str:
+    return spell(_plan_text(plan))
+
+
+def outcome_text(result: RepairResult) -> str:
+    return spell(_outcome_text(result))

@@ -7,10 +7,12 @@ from typing import Any
 
 import msgspec
 
+from cli.errors import spell
+
 
 def to_json(obj: Any) -> str:
     """Indented JSON of ``obj``: msgspec Structs, dataclasses, dicts and lists alike."""
-    return json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False)
+    return spell(json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False))
 
 
 def lineage_doc(nodes: list, children: list[str]) -> dict:

@@ -76,7 +76,7 @@ def resolve_conflict(
         if not view_is_disposable(workspace, name):
             raise ModelExistsError(
                 name, f"models/{name} exists but is not registered",
-                "move it away, or run `python main.py validate-registry --fix` to adopt or set it aside",
+                "move it away, or run `modelstore validate-registry --fix` to adopt or set it aside",
             )
         return name, None
     if same_source is not None and policy == "cancel":
@@ -139,7 +139,7 @@ def register(
         if not workspace.registry_path.exists():
             if lost_registry(workspace):
                 raise RegistryError(workspace.registry_path, "it is missing, but models/ still holds views",
-                                    "run `python main.py validate-registry --fix` to recover it first")
+                                    "run `modelstore validate-registry --fix` to recover it first")
             # The store's first model: commit an empty registry before its view appears, so a
             # crash in between leaves an unregistered view, not what looks like a lost registry.
             workspace.write_registry(workspace.read_registry())
@@ -328,7 +328,7 @@ def delete_model(
         except StoreIOError as e:
             raise e.after_commit(
                 f"{name!r} is deleted, but removing its view {entry.local_path}/ failed; free some disk "
-                "space, then `python main.py validate-registry` lists what is left and how to remove it"
+                "space, then `modelstore validate-registry` lists what is left and how to remove it"
             ) from e
     return DeleteResult(entry=entry, view_removed=view_removed, children=children)
 

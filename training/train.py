@@ -1,4 +1,4 @@
-"""``python main.py train --config run.toml [--resume]``.
+"""``modelstore train --config run.toml [--resume]``.
 
 With ``model_name`` empty the run trains the custom Transformer of the ``[model]`` table from
 scratch (source "custom"); with ``model_name`` set it fine-tunes that registered model, or a

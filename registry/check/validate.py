@@ -155,7 +155,7 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         if unreferenced:
             size = human_bytes(sum(o.size for o in unreferenced))
             found.append(finding("object-unreferenced", f"{len(unreferenced)} objects ({size}) are not "
-                                 "reached by any registered model; `python main.py gc` removes them",
+                                 "reached by any registered model; `modelstore gc` removes them",
                                  path=".modelstore/objects"))
     for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
                  workspace.models_dir):

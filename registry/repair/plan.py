@@ -149,7 +149,7 @@ def _plan_finding(plan: RepairPlan, item: Finding, context: _Context) -> None:
         plan.lost[digest] = models
     if code in ("manifest-missing", "manifest-corrupt"):
         state = "is missing" if code == "manifest-missing" else "is corrupt (it goes to quarantine)"
-        deletes = "; ".join(f"`python main.py delete-model {name} --yes`" for name in models)
+        deletes = "; ".join(f"`modelstore delete-model {name} --yes`" for name in models)
         plan.cannot.append(f"manifest {digest[:12]} of {_names(models)} {state}, and a manifest has no "
                            f"other copy: delete the model ({deletes}) and import it again from its source")
     elif code in ("manifest-invalid", "lineage-invalid"):
@@ -175,15 +175,15 @@ def _advice(context: _Context, models: tuple[str, ...]) -> str:
         manifest = context.manifest_of(name)
         origin = manifest.origin if manifest is not None else None
         if isinstance(origin, LocalOrigin):
-            hints.append(f"python main.py import-model {origin.path} --name {name} --on-conflict overwrite")
+            hints.append(f"modelstore import-model {origin.path} --name {name} --on-conflict overwrite")
         elif isinstance(origin, HubOrigin):
-            hints.append(f"python main.py import-model {origin.repo_id} --revision {origin.commit} "
+            hints.append(f"modelstore import-model {origin.repo_id} --revision {origin.commit} "
                          f"--name {name} --on-conflict overwrite")
         elif isinstance(origin, TrainingOrigin):
             hints.append(f"re-run the training that produced {name!r} (run {origin.run!r}), or "
-                         f"`python main.py delete-model {name} --yes`")
+                         f"`modelstore delete-model {name} --yes`")
         else:
-            hints.append(f"re-create {name!r} from its source, or `python main.py delete-model {name} --yes`")
+            hints.append(f"re-create {name!r} from its source, or `modelstore delete-model {name} --yes`")
     return ("to repair " + _names(models) + ": " + "; ".join(hints)) if hints else "no model needs it"
 
 
