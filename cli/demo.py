@@ -64,7 +64,7 @@ def cli(*args: str, expect: int = 0) -> None:
 
 
 def build_source(folder: Path) -> None:
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model  # the demo model is the tests' tiny Qwen2
 
     write_tiny_model(folder, "qwen2", hidden_size=64, num_layers=4, dtype="bfloat16", seed=7)
 

@@ -60,7 +60,7 @@ BACKDATE_S = 2 * 3600  # older than gc's default grace (1 h): garbage gc may tak
 
 def tiny_source(folder: Path, seed: int = 0) -> Path:
     """A tiny qwen2 model folder (deterministic per seed), written once."""
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
 
     if not (folder / "config.json").exists():
         settled(write_tiny_model(folder, "qwen2", seed=seed))

@@ -27,7 +27,7 @@ def tiny(dest: Path, seed: int) -> Path:
     """A one-layer tiny qwen2 folder with a tokenizer; models of different seeds share the
     config, tokenizer, norm and bias blobs, and have their own matrices."""
     if seed not in _BUILT:
-        from adapters.tiny import write_tiny_model
+        from tests.fixtures.tiny import write_tiny_model
 
         folder = Path(tempfile.mkdtemp(prefix="crash-tiny-")) / "model"
         _BUILT[seed] = write_tiny_model(folder, "qwen2", seed=seed, num_layers=1, hidden_size=16,

@@ -313,7 +313,7 @@ def run_hostile(cases: list[Case] | None = None, *, workdir: Path | None = None,
     ``{"tried", "accepted", "wrote_outside", "store_changed", "tracebacks", "failed": [ids],
     "by_category": {category: {"tried", "accepted", "wrote_outside", "store_changed"}}}``.
     """
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
     from tests.hub.server import HubServer
 
     cases = CASES if cases is None else cases

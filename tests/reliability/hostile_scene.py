@@ -275,7 +275,7 @@ def hostile_template(_tiny_cache: dict, tmp_path_factory: pytest.TempPathFactory
 
     The tiny model comes from tests/conftest.py's session cache, so each worker builds it once.
     """
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
 
     built = _tiny_cache["built"].get(("qwen2", ()))
     if built is None:
