@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m training.demo
+	$(PY) -m cli.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2

@@ -20,7 +20,7 @@ tensor bytes):
    dedup, and is reported apart from one real ``train`` run (2.).
 
 2. store growth of a real run: ``train`` for 4 steps with a checkpoint after each, measured
-   with ``du``'s numbers (``registry.usage.disk_usage``); target: growth at most
+   with ``du``'s numbers (``registry.space.du.disk_usage``); target: growth at most
    4 x the trained tensor bytes + the optimizer state stored + 1% of the model's bytes.
 
 Usage::
@@ -53,7 +53,7 @@ def is_frozen(name: str) -> bool:
 
 def save_times(rounds: int, work: Path) -> dict:
     from adapters import get_adapter
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
     from store.layout import Layout
     from store.objects import ObjectStore
@@ -98,8 +98,8 @@ def save_times(rounds: int, work: Path) -> dict:
 
 def growth(work: Path) -> dict:
     from registry.checkpoints import run_checkpoints
-    from registry.importer import import_folder
-    from registry.usage import disk_usage
+    from registry.ingest.folder import import_folder
+    from registry.space.du import disk_usage
     from registry.workspace import Workspace
     from training.config import PROJECT_CORPUS, RunConfig
     from training.train import train

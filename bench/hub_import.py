@@ -21,7 +21,7 @@ phase takes longer than a plain ``snapshot_download``, and what follows the last
 publishing of the blobs, overlapped with the load check, then registration) adds 0.5-0.8 s.
 
 Two floors, timed in the same run. First, ``snapshot_download`` and the load-check worker
-(``python -m registry.smoke qwen2``, which imports torch, transformers and the Qwen2 model
+(``python -m registry.check.loadcheck qwen2``, which imports torch, transformers and the Qwen2 model
 code) start side by side; once the download is done, the worker loads the downloaded folder
 and runs the forward pass, exactly the check an import makes. Every import downloads the
 same bytes through the same client and must load the model, from bytes that have all
@@ -98,7 +98,7 @@ def _download_then_load(beside: list[list[str]], env: dict) -> None:
     """``snapshot_download`` (the first of ``beside``) and the other commands beside a starting
     load-check worker, then the load check of the downloaded folder in that worker: the least
     an import must do after its first byte."""
-    worker = subprocess.Popen([sys.executable, "-m", "registry.smoke", "qwen2"], cwd=REPO, env=env, text=True,
+    worker = subprocess.Popen([sys.executable, "-m", "registry.check.loadcheck", "qwen2"], cwd=REPO, env=env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         procs = [subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE) for cmd in beside]

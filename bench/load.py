@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from adapters import get_adapter
     from bench.make_model import make_model
-    from registry.catalog import get_model
-    from registry.importer import import_folder
+    from registry.ops import get_model
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     hf_logging.disable_progress_bar()

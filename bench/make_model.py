@@ -16,7 +16,7 @@ depend on how the tensors are split into shards. Files follow the Hub's layout:
 ``model.safetensors``, or ``model-0000i-of-0000N.safetensors`` plus
 ``model.safetensors.index.json``.
 
-The tokenizer is the project's tiny one (``adapters.tiny.train_tokenizer``, 512 tokens): it
+The tokenizer is the project's tiny one (``adapters.tokenizer.train_tokenizer``, 512 tokens): it
 is there so the folder is complete, not to match the 151936-row embedding. Token ids above
 511 are never produced, which is harmless for loading and benchmarking weights.
 
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.tiny import train_tokenizer
+from adapters.tokenizer import train_tokenizer
 
 # Qwen/Qwen2.5-0.5B config.json and generation_config.json, as published.
 CONFIG = {

@@ -1,6 +1,6 @@
 """Deep validation speed: ``validate-registry`` on the 0.5B-shaped model, next to sha256sum.
 
-What is measured: ``registry.validate.validate(workspace, deep=True)`` on a workspace holding
+What is measured: ``registry.check.validate.validate(workspace, deep=True)`` on a workspace holding
 the Qwen2.5-0.5B-shaped model (``bench.make_model``, about 1 GB in 290 tensor blobs plus
 config and tokenizer files), with a warm page cache: every object is read once before
 timing. It re-hashes every object (BLAKE3) and checks the registry, manifest and view.
@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from bench.make_model import make_model
-from registry.importer import import_folder
-from registry.validate import validate
+from registry.ingest.folder import import_folder
+from registry.check.validate import validate
 from registry.workspace import Workspace
 
 TARGET_GBPS = 3.0

@@ -1,6 +1,6 @@
 """Training checkpoints: the versions a run stored on its way, and ``NAME@step-N``.
 
-``python main.py train`` stores a checkpoint every ``save_every`` steps and at the end: a
+``modelstore train`` stores a checkpoint every ``save_every`` steps and at the end: a
 manifest with ``origin = TrainingOrigin(run=<output name>)`` and ``training.step``, whose
 first parent is the run's previous checkpoint (or the base model, for the first one). The
 output name is re-registered on each new checkpoint as the run goes, so a model produced
@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from registry.catalog import ConflictPolicy, get_entry, register
+from registry.ops import ConflictPolicy, get_entry, register
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.errors import CheckpointGoneError, CheckpointNotFoundError, ModelStoreError

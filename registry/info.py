@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from registry.catalog import get_model
+from registry.ops import get_model
 from registry.checkpoints import Checkpoint, is_ref, run_checkpoints
 from registry.lineage import LineageNode, children_of, lineage
 from registry.registry_file import RegistryEntry

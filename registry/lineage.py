@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from registry.catalog import get_entry
-from registry.workspace import Workspace
+from registry.workspace import Workspace, get_entry
 from store.errors import ModelStoreError
 from store.manifest import Manifest
 

@@ -4,7 +4,7 @@ A name becomes a directory (``models/<name>/``) and a key of registry.json, so i
 safe as one path component on every common filesystem: ASCII letters, digits, ``.``, ``_``,
 ``-`` and ``+``, starting with a letter or digit, at most 100 characters, and none of the
 store's own file names. ``@`` is reserved for checkpoint references (``NAME@step-200``).
-Names that differ only by case are refused too (see ``registry.catalog``): they would
+Names that differ only by case are refused too (see ``registry.ops``): they would
 collide on case-insensitive filesystems.
 """
 

@@ -7,15 +7,16 @@ the first command that writes.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from registry.names import validate_name
-from registry.registry_file import RegistryDoc, read_registry, write_registry
+from registry.registry_file import RegistryDoc, RegistryEntry, read_registry, write_registry
 from store import fsops
-from store.errors import ViewMissingError
+from store.errors import ModelNotFoundError, ViewMissingError
 from store.layout import Layout
 from store.lock import writer_lock
 from store.manifest import Manifest, load_manifest
@@ -81,3 +82,12 @@ class Workspace:
         if not path.is_dir():
             raise ViewMissingError(name, path)
         return path
+
+
+def get_entry(workspace: Workspace, name: str) -> RegistryEntry:
+    """The registry entry of ``name``; an unknown name is refused with the closest names."""
+    models = workspace.read_registry().models
+    entry = models.get(name)
+    if entry is None:
+        raise ModelNotFoundError(name, difflib.get_close_matches(name, list(models), n=2))
+    return entry

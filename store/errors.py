@@ -2,7 +2,7 @@
 
 Every error carries the name, digest or path it is about, subclasses the builtin that fits
 (``LookupError``, ``OSError``, ``ValueError``), and renders as one line that names the
-problem and the next step. ``main.py`` maps them to a message and an exit code in one place;
+problem and the next step. ``cli.errors`` maps them to a message and an exit code in one place;
 library code raises them and never exits.
 """
 
@@ -49,7 +49,7 @@ class StoreFormatError(ModelStoreError, ValueError):
 
 
 # Why a writer finds an object it has just written or reused gone before its commit.
-REMOVED_IN_FLIGHT_HINT = ("it was removed while this command ran (by `python main.py gc` with a grace "
+REMOVED_IN_FLIGHT_HINT = ("it was removed while this command ran (by `modelstore gc` with a grace "
                           "period shorter than the write?); nothing was registered: run the command again")
 
 
@@ -57,7 +57,7 @@ class ObjectMissingError(ModelStoreError, LookupError):
     def __init__(self, digest: str, path: Path, hint: str | None = None):
         super().__init__(
             f"object {digest} is missing ({path})",
-            hint or "run `python main.py validate-registry --fix` to restore it",
+            hint or "run `modelstore validate-registry --fix` to restore it",
         )
         self.digest = digest
         self.path = path
@@ -68,7 +68,7 @@ class CorruptObjectError(ModelStoreError, ValueError):
         what = detail or (f"its bytes hash to {actual}" if actual else "its bytes do not match")
         super().__init__(
             f"object {digest} is corrupt: {what} ({path})",
-            "run `python main.py validate-registry --fix` to quarantine and restore it",
+            "run `modelstore validate-registry --fix` to quarantine and restore it",
         )
         self.digest = digest
         self.path = path
@@ -90,7 +90,7 @@ class StoreIOError(ModelStoreError, OSError):
         name = _errno.errorcode.get(cause.errno or 0, "error")
         if committed and hint is None:
             hint = ("the change itself was made and stays, but may not survive a power failure; "
-                    "free some disk space, then run `python main.py validate-registry`")
+                    "free some disk space, then run `modelstore validate-registry`")
         hint = hint or {
             _errno.ENOSPC: "free some disk space and run the command again (nothing was registered)",
             _errno.EDQUOT: "free some quota and run the command again (nothing was registered)",
@@ -176,7 +176,7 @@ class ManifestError(ModelStoreError, ValueError):
     def __init__(self, digest: str, reason: str):
         super().__init__(
             f"manifest {digest} is unreadable: {reason}",
-            "run `python main.py validate-registry` for a full report",
+            "run `modelstore validate-registry` for a full report",
         )
         self.digest = digest
         self.reason = reason
@@ -196,7 +196,7 @@ class InvalidNameError(ModelStoreError, ValueError):
 
 class ModelNotFoundError(ModelStoreError, LookupError):
     def __init__(self, name: str, suggestions: list[str] | None = None):
-        hint = "run `python main.py list-models` to see the registered names"
+        hint = "run `modelstore list-models` to see the registered names"
         if suggestions:
             hint = "did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
         super().__init__(f"no model named {name!r} is registered", hint)
@@ -217,7 +217,7 @@ class ViewMissingError(ModelStoreError, LookupError):
     def __init__(self, name: str, path: Path):
         super().__init__(
             f"the view of model {name!r} is missing ({path})",
-            "run `python main.py validate-registry --fix` to rebuild it",
+            "run `modelstore validate-registry --fix` to rebuild it",
         )
         self.name = name
         self.path = path
@@ -229,7 +229,7 @@ class RegistryError(ModelStoreError, ValueError):
     def __init__(self, path: Path, reason: str, hint: str | None = None):
         super().__init__(
             f"{path} is damaged: {reason}",
-            hint or "run `python main.py validate-registry --fix` to recover it",
+            hint or "run `modelstore validate-registry --fix` to recover it",
         )
         self.path = path
         self.reason = reason
@@ -256,7 +256,7 @@ class StoreChangedError(ModelStoreError):
 
     def __init__(self, what: str):
         super().__init__(f"{what} changed while the repair was being planned",
-                         "run `python main.py validate-registry --fix` again")
+                         "run `modelstore validate-registry --fix` again")
         self.what = what
 
 
@@ -267,7 +267,7 @@ class GcAbortedError(ModelStoreError):
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         super().__init__(
             f"gc aborted, nothing was deleted: {shown}",
-            "run `python main.py validate-registry` and repair or delete the models it names",
+            "run `modelstore validate-registry` and repair or delete the models it names",
         )
         self.problems = problems
 
@@ -425,7 +425,7 @@ class ModelCheckError(ModelStoreError, ValueError):
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message, hint or "the weights are probably damaged; "
-                         "run `python main.py validate-registry`")
+                         "run `modelstore validate-registry`")
 
 
 # --- training and checkpoints -------------------------------------------------------------
@@ -436,7 +436,7 @@ class CheckpointNotFoundError(ModelStoreError, LookupError):
 
     def __init__(self, ref: str, reason: str, steps: list[int] | None = None):
         hint = (f"its run has checkpoints at step {', '.join(str(s) for s in steps)}" if steps
-                else "`python main.py model-info NAME` lists a model's checkpoints")
+                else "`modelstore model-info NAME` lists a model's checkpoints")
         super().__init__(f"no checkpoint {ref!r}: {reason}", hint)
         self.ref = ref
 
@@ -448,7 +448,7 @@ class CheckpointGoneError(ModelStoreError, LookupError):
         super().__init__(
             f"checkpoint {ref!r} can no longer be loaded: gc removed {missing} of its blobs "
             "(only its manifest is kept, for lineage)",
-            "pin the checkpoints you want to keep with `python main.py register NAME@step-N` "
+            "pin the checkpoints you want to keep with `modelstore register NAME@step-N` "
             "before running gc",
         )
         self.ref = ref

@@ -1,6 +1,6 @@
 """gc's store half: which objects and temp files can go, and removing them safely.
 
-What is reachable is the registry's business (``registry.collect`` works it out from the
+What is reachable is the registry's business (``registry.space.gc`` works it out from the
 registered manifests and their lineage); this module gets the set of digests to keep and:
 
 - plans: every object not in that set, every temp file, and every source record of a folder

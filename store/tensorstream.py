@@ -1,6 +1,6 @@
 """Splitting a safetensors file into canonical tensor blobs while its bytes arrive.
 
-What a Hub download writes into (``registry.hub_stream``): the weight file is written to disk
+What a Hub download writes into (``registry.hub.stream``): the weight file is written to disk
 once, as its blobs, instead of whole into a temp file that is then read again and split
 (``ObjectStore.put_tensors``). The bytes must come in file order:
 

@@ -58,8 +58,8 @@ def _tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture
 def tiny_model(_tiny_cache: dict, tmp_path: Path) -> Callable[..., Path]:
     """``tiny_model(model_type="qwen2", name="src", **kwargs)``: a fresh copy of a tiny
-    Hugging Face model folder (see ``adapters.tiny.write_tiny_model`` for kwargs)."""
-    from adapters.tiny import write_tiny_model
+    Hugging Face model folder (see ``tests.fixtures.tiny.write_tiny_model`` for kwargs)."""
+    from tests.fixtures.tiny import write_tiny_model
 
     def make(model_type: str = "qwen2", name: str = "src", **kwargs) -> Path:
         key = (model_type, tuple(sorted(kwargs.items())))

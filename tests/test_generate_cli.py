@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from main import cli
-from registry.catalog import get_model, register
-from registry.importer import import_folder
+from registry.ops import get_model, register
+from registry.ingest.folder import import_folder
 from store.manifest import put_manifest
 from training.generate import generate_text
 
@@ -59,7 +59,9 @@ def test_unsupported_architecture_is_one_line(qwen, root):
     result = run(root, "generate", "llama-model", "--prompt", "hi")
     assert result.returncode == 1
     assert result.stderr == ("error: unsupported architecture 'llama' (model 'llama-model'); supported: "
-                             "modelstore_transformer, qwen2, qwen2_moe, qwen3, qwen3_moe\n")
+                             "modelstore_transformer, qwen2, qwen2_5_vl, qwen2_moe, qwen2_vl, qwen3, qwen3_5, "
+                             "qwen3_5_moe, qwen3_5_moe_text, qwen3_5_text, qwen3_moe, qwen3_next, qwen3_vl, "
+                             "qwen3_vl_moe\n")
 
 
 def test_config_file_drives_generation_and_options_override_it(qwen, root, tmp_path):

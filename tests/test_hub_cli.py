@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli import app as cli_app
 import main
 from tests.hub.fixtures import hub_server  # noqa: F401  (fixture)
 
@@ -98,13 +99,15 @@ def test_gated_and_unsupported_are_one_line_errors(hub_server, tiny_model, root)
     commit = hub_server.repos["org/llama"].branches["main"]
     assert one_error_line(unsupported.stderr) == (f"error: unsupported architecture 'llama' in org/llama@"
                                                   f"{commit[:12]}/config.json; supported: modelstore_transformer, "
-                                                  "qwen2, qwen2_moe, qwen3, qwen3_moe")
+                                                  "qwen2, qwen2_5_vl, qwen2_moe, qwen2_vl, qwen3, qwen3_5, "
+                                                  "qwen3_5_moe, qwen3_5_moe_text, qwen3_5_text, qwen3_moe, "
+                                                  "qwen3_next, qwen3_vl, qwen3_vl_moe")
 
 
 @pytest.fixture
 def terminal(monkeypatch, root):
     """The CLI in-process, as if a terminal were attached (prompts enabled)."""
-    monkeypatch.setattr(main, "interactive", lambda: True)
+    monkeypatch.setattr(cli_app, "interactive", lambda: True)
     runner = CliRunner()
     return lambda *args, input: runner.invoke(main.cli, ["--root", str(root), *args], input=input,
                                               catch_exceptions=False)

@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from main import cli
-from registry.catalog import get_model
-from registry.importer import import_folder
+from registry.ops import get_model
+from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,6 +9,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from cli import app as cli_app
 import main
 from main import cli
 from tests.registry.breakage import EXCLUSIVE, flip_bit, two_models, workspace_state
@@ -95,7 +96,7 @@ def test_fix_needs_yes_without_a_terminal(s, run):
 
 
 def test_fix_asks_on_a_terminal_and_no_changes_nothing(s, run, monkeypatch):
-    monkeypatch.setattr(main, "interactive", lambda: True)
+    monkeypatch.setattr(cli_app, "interactive", lambda: True)
     flip_bit(s.obj(s.tensor("a", EXCLUSIVE)))
     state = workspace_state(s.root)
     declined = run("validate-registry", "--fix", input="n\n")

@@ -28,7 +28,7 @@ from typing import Any
 import torch.nn as nn
 
 from adapters.base import Adapter, SaveStats
-from registry.catalog import register
+from registry.ops import register
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.codec import Record, decode, encode_canonical

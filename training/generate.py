@@ -185,7 +185,7 @@ def generate_text(workspace: Workspace, name: str | None = None, *,
                   temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
                   device: str | None = None, dtype: str | None = None, on_text: TextSink | None = None,
                   image: str | Path | None = None, reporter: Reporter | None = None) -> Generation:
-    """``python main.py generate``: explicit arguments win over the config file, which wins
+    """``modelstore generate``: explicit arguments win over the config file, which wins
     over the defaults. The model is ``name``, else the config's ``model_name``, else its
     ``output_name`` (the model a from-scratch run registers)."""
     from training.models import load_model

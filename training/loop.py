@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from training.observe import LoopObserver
 from training.optim import Optimizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -55,14 +56,6 @@ class Diverged(ArithmeticError):
     def __init__(self, step: int, value: float):
         super().__init__(f"the loss of step {step} is {value}")
         self.step, self.value = step, value
-
-
-class LoopObserver:
-    """What the loop reports as it goes; the base class ignores everything."""
-
-    def on_step(self, state: LoopState, max_steps: int, tokens_per_s: float) -> None: ...
-
-    def on_eval(self, state: LoopState) -> None: ...
 
 
 @dataclass

@@ -4,7 +4,7 @@ model as a manifest, and create (register) a fresh custom Transformer.
 ``model_name`` in a config selects a registered model (any architecture in the adapter
 table); empty, it selects the project's own Transformer, whose shape is the config's
 ``[model]`` table and whose tokenizer, unless ``tokenizer`` says otherwise, is the project
-tokenizer (byte-level BPE trained on ``data/corpus.txt``, adapters/tiny.py), stored as file
+tokenizer (byte-level BPE trained on ``data/corpus.txt``, adapters/tokenizer.py), stored as file
 blobs in the model's view like any model's tokenizer.
 """
 
@@ -26,9 +26,9 @@ from adapters import get_adapter
 from adapters.base import Adapter, SaveStats, Skip, place
 from adapters.blobs import files_folder
 from adapters.devices import resolve_device, resolve_dtype
-from registry.catalog import ConflictPolicy, get_model, register
+from registry.ops import ConflictPolicy, get_model, register
 from registry.checkpoints import is_ref, resolve_checkpoint
-from registry.model_files import TOKENIZER_PATTERNS
+from registry.ingest.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.errors import ModelStoreError, TokenizerError
@@ -155,7 +155,7 @@ def tokenizer_files(workspace: Workspace, spec: str, *, vocab_size: int) -> dict
     """The tokenizer files a new custom model stores: the project tokenizer of ``vocab_size``
     tokens (spec ""), a registered model's (reused blobs), or a folder's."""
     if not spec:
-        from adapters.tiny import train_tokenizer
+        from adapters.tokenizer import train_tokenizer
 
         with tempfile.TemporaryDirectory(prefix="modelstore-tok-") as tmp:
             try:

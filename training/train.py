@@ -1,4 +1,4 @@
-"""``python main.py train --config run.toml [--resume]``.
+"""``modelstore train --config run.toml [--resume]``.
 
 With ``model_name`` empty the run trains the custom Transformer of the ``[model]`` table from
 scratch (source "custom"); with ``model_name`` set it fine-tunes that registered model, or a
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from adapters.base import Adapter
 from adapters.devices import resolve_device
-from registry.catalog import get_model
+from registry.ops import get_model
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes
@@ -40,19 +40,14 @@ from store.manifest import FileEntry, Manifest, Source
 from training.checkpoint import Checkpointer, ResumePoint, SavedCheckpoint, restore, resume_point
 from training.config import RunConfig, load_config
 from training.data import TokenData, eval_batches, load_tokens, train_batch
-from training.loop import Diverged, LoopObserver, LoopState, Schedule, run_loop
+from training.loop import Diverged, LoopState, Schedule, run_loop
 from training.models import build_custom_model, load_version
+from training.observe import LoopObserver, TrainReporter
 from training.optim import Optimizer, lr_at
 
 # Config keys that shape the trajectory: a resumed run must keep them (plus [model] from scratch).
 RESUME_KEYS = ("model_name", "tokenizer", "seq_len", "batch_size", "lr", "warmup_steps", "weight_decay",
                "grad_clip", "seed", "freeze", "dtype", "eval_fraction")
-
-
-class TrainReporter(Reporter, LoopObserver):
-    """Status lines plus the loop's progress and each committed checkpoint."""
-
-    def on_checkpoint(self, saved: SavedCheckpoint) -> None: ...
 
 
 @dataclass

@@ -15,8 +15,8 @@ from transformers.utils import logging as hf_logging
 
 from adapters import get_adapter
 from adapters.qwen import QwenAdapter
-from registry.catalog import register
-from registry.importer import import_folder
+from registry.ops import register
+from registry.ingest.folder import import_folder
 from store.errors import CorruptObjectError, ModelCheckError, ObjectMissingError, UnsupportedArchitectureError
 from store.manifest import Manifest
 from training.models import store_model
@@ -256,6 +256,10 @@ def test_another_architecture_is_one_table_entry(workspace, tmp_path, monkeypatc
 
     with pytest.raises(UnsupportedArchitectureError, match="'llama'"):
         get_adapter("llama")
+    from adapters.family import CAUSAL_LM, FAMILY, Member
+
+    # One row of the family table (adapters/family.py builds ADAPTERS from it at import).
+    monkeypatch.setitem(FAMILY, "llama", Member("llama", "LlamaConfig", CAUSAL_LM, None, False, (), "dense"))
     monkeypatch.setitem(adapters.ADAPTERS, "llama", "adapters.qwen:QwenAdapter")
 
     config = LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 from adapters import get_adapter
 from adapters.custom import MODEL_TYPE, CustomAdapter, config_dict, parse_config
 from adapters.transformer import Transformer, TransformerConfig
-from registry.catalog import get_model, register
-from registry.importer import import_folder
+from registry.ops import get_model, register
+from registry.ingest.folder import import_folder
 from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
 from training.config import parse_config as parse_run_config
 from training.models import create_custom_model, store_model
@@ -168,7 +168,8 @@ def test_unsupported_architecture_lists_the_supported_ones():
     with pytest.raises(UnsupportedArchitectureError) as info:
         get_adapter("llama")
     assert str(info.value) == ("unsupported architecture 'llama'; supported: modelstore_transformer, "
-                               "qwen2, qwen2_moe, qwen3, qwen3_moe")
+                               "qwen2, qwen2_5_vl, qwen2_moe, qwen2_vl, qwen3, qwen3_5, qwen3_5_moe, "
+                               "qwen3_5_moe_text, qwen3_5_text, qwen3_moe, qwen3_next, qwen3_vl, qwen3_vl_moe")
 
 
 def _fields(config: TransformerConfig) -> dict:

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.importer import ImportResult, import_folder
+from registry.ingest.folder import ImportResult, import_folder
 from registry.workspace import Workspace
 
 EXCLUSIVE = "model.embed_tokens.weight"  # seed-dependent: a blob of its own model only
@@ -123,7 +123,7 @@ def register_child(s: TwoModels, name: str = "child", parent: str = "a"):
     """
     import msgspec
 
-    from registry.catalog import register
+    from registry.ops import register
     from store.manifest import FileEntry, TrainingInfo, TrainingOrigin, put_manifest
 
     base = s.result(parent)

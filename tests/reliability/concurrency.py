@@ -37,6 +37,7 @@ import threading
 import time
 from pathlib import Path
 
+from cli.errors import spell
 from store.errors import REMOVED_IN_FLIGHT_HINT
 from tests.reliability.concurrency_tools import (
     Run,
@@ -60,7 +61,7 @@ BACKDATE_S = 2 * 3600  # older than gc's default grace (1 h): garbage gc may tak
 
 def tiny_source(folder: Path, seed: int = 0) -> Path:
     """A tiny qwen2 model folder (deterministic per seed), written once."""
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
 
     if not (folder / "config.json").exists():
         settled(write_tiny_model(folder, "qwen2", seed=seed))
@@ -218,7 +219,7 @@ def run_gc_vs_import(workdir: Path, rounds: int = 3, importers: int = 3, lock: b
                         and registered[r.args[3]]["model_id"] != Path(r.args[1]).name)
     problems = check_store(root, [(src, tree_digest(src)) for src in sorted(sources.iterdir())])
     return dict(rounds=rounds, imports=len(imports), **_run_counts(imports),
-                failed_in_flight=sum(REMOVED_IN_FLIGHT_HINT in r.error for r in failed),
+                failed_in_flight=sum(spell(REMOVED_IN_FLIGHT_HINT) in r.error for r in failed),
                 retried_ok=sum(r.ok for r in retried), gc_runs=len(gc_runs),
                 gc_failed=sum(not r.ok for r in gc_runs), gc_crashed=sum(r.crashed for r in gc_runs),
                 garbage_objects=len(garbage), garbage_left=len(garbage & left),

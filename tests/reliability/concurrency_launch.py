@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "main.py"
 # What import-model, delete-model, list-models and gc import lazily (none imports torch).
-PRELOAD = ("click", "registry.workspace", "registry.importer", "registry.catalog", "registry.collect",
-           "registry.render", "registry.render_maintenance", "store.gc")
+PRELOAD = ("click", "registry.workspace", "registry.ingest.folder", "registry.ops", "registry.space.gc",
+           "cli.render", "cli.maintenance_text", "store.gc")
 GATE_TIMEOUT_S = 120.0
 
 

@@ -195,7 +195,7 @@ def object_digests(root: Path) -> set[str]:
 
 def unreachable_objects(root: Path) -> set[str]:
     """Objects that no registered model reaches: work done twice, or left by a failed writer."""
-    from registry.reachable import reachable
+    from registry.space.reachable import reachable
     from registry.workspace import Workspace
 
     workspace = Workspace(root)

@@ -259,7 +259,7 @@ def dangling_references(root: Path) -> list[str]:
 def sound(root: Path, sources: list[tuple[Path, dict[str, str]]]) -> list[str]:
     """``check_store``'s promises, checked in this process (the library's own validation):
     after a successful rerun, where a second interpreter start per trial buys nothing."""
-    from registry.validate import validate
+    from registry.check.validate import validate
     from registry.workspace import Workspace
 
     report = validate(Workspace.open(root))

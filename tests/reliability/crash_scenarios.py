@@ -27,7 +27,7 @@ def tiny(dest: Path, seed: int) -> Path:
     """A one-layer tiny qwen2 folder with a tokenizer; models of different seeds share the
     config, tokenizer, norm and bias blobs, and have their own matrices."""
     if seed not in _BUILT:
-        from adapters.tiny import write_tiny_model
+        from tests.fixtures.tiny import write_tiny_model
 
         folder = Path(tempfile.mkdtemp(prefix="crash-tiny-")) / "model"
         _BUILT[seed] = write_tiny_model(folder, "qwen2", seed=seed, num_layers=1, hidden_size=16,
@@ -37,7 +37,7 @@ def tiny(dest: Path, seed: int) -> Path:
 
 
 def _import(base: Path, folder: str, name: str, seed: int):
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     return import_folder(Workspace.open(base / WS), tiny(base / folder, seed), name=name)
@@ -144,7 +144,7 @@ def gc_after_delete() -> Scenario:
     """gc --grace 0 with two of three models deleted: their own blobs and manifests go."""
 
     def setup(base: Path) -> None:
-        from registry.catalog import delete_model
+        from registry.ops import delete_model
         from registry.workspace import Workspace
 
         _two_models(base)

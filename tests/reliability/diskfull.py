@@ -156,7 +156,7 @@ def store_problems(root: Path) -> list[str]:
     costs: a sweep over every step of every command checks the store hundreds of times.
     ``test_diskfull_import`` shows both find the same problems on a damaged store.
     """
-    from registry.validate import validate
+    from registry.check.validate import validate
     from registry.workspace import Workspace
     from store.errors import ModelStoreError
 

@@ -30,7 +30,7 @@ _cache_dir: Path | None = None
 def tiny_source(dest: Path, seed: int = 0, **kwargs) -> Path:
     """A copy of a tiny model folder at ``dest`` (each shape is built once per process)."""
     global _cache_dir
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
 
     key = (seed, tuple(sorted({**SMALL, **kwargs}.items())))
     if key not in _built:

@@ -214,7 +214,7 @@ def _auto_map(model_type: str | None = None) -> Callable[[Scene], None]:
 
 
 def _imported_with_auto_map(scene: Scene) -> None:
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     _auto_map()(scene)
@@ -313,7 +313,7 @@ def run_hostile(cases: list[Case] | None = None, *, workdir: Path | None = None,
     ``{"tried", "accepted", "wrote_outside", "store_changed", "tracebacks", "failed": [ids],
     "by_category": {category: {"tried", "accepted", "wrote_outside", "store_changed"}}}``.
     """
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
     from tests.hub.server import HubServer
 
     cases = CASES if cases is None else cases

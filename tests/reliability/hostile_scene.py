@@ -70,7 +70,7 @@ def make_template(folder: Path, tiny: Path) -> Path:
     works as is, and its manifest's origin still names the template's ``src/``, which no case
     changes (``--fix`` only reads it, to restore).
     """
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
     from registry.workspace import Workspace
 
     shutil.copytree(tiny, folder / "src")
@@ -207,7 +207,7 @@ def error_line_problems(case: Case, scene: Scene, returncode: int, stderr: str) 
 def _error_keys(scene: Scene) -> set[tuple[str, str, str]]:
     """(code, path, digest) of every validation error, and of every object not hashing to its
     name: what a planted link may already break before the command runs (validated in process)."""
-    from registry.validate import validate
+    from registry.check.validate import validate
     from registry.workspace import Workspace
 
     report = validate(Workspace.open(scene.ws), deep=True)
@@ -275,7 +275,7 @@ def hostile_template(_tiny_cache: dict, tmp_path_factory: pytest.TempPathFactory
 
     The tiny model comes from tests/conftest.py's session cache, so each worker builds it once.
     """
-    from adapters.tiny import write_tiny_model
+    from tests.fixtures.tiny import write_tiny_model
 
     built = _tiny_cache["built"].get(("qwen2", ()))
     if built is None:

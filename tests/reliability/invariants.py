@@ -114,7 +114,7 @@ def check_store(root: Path, sources: Iterable[tuple[Path, dict[str, str]]] = ())
 def temp_debris(root: Path) -> list[str]:
     """Temp files in .modelstore/tmp and half-built or half-removed views under models/,
     relative to ``root`` (the debris a crash or failure may leave; gc sweeps it)."""
-    from registry.validate import VIEW_DEBRIS_PREFIXES
+    from registry.check.validate import VIEW_DEBRIS_PREFIXES
 
     found = []
     tmp = root / ".modelstore" / "tmp"

@@ -32,9 +32,9 @@ import shutil
 import msgspec
 import pytest
 
-import registry.importer
-from registry.catalog import _commit, delete_model, register
-from registry.importer import import_folder
+import registry.ingest.folder
+from registry.ops import _commit, delete_model, register
+from registry.ingest.folder import import_folder
 from registry.registry_file import _keep_previous
 from registry.views import build_view, remove_view
 from store import fsops
@@ -98,7 +98,7 @@ def test_import_adopts_the_view_a_same_version_writer_left_uncommitted(workspace
     first = import_folder(workspace, source, name="m")
     entry = _unregister(workspace, "m")
     before = _objects(workspace)
-    monkeypatch.setattr(registry.importer, "now_iso", lambda: "2999-01-01T00:00:00Z")  # a later second
+    monkeypatch.setattr(registry.ingest.folder, "now_iso", lambda: "2999-01-01T00:00:00Z")  # a later second
     second = import_folder(workspace, source, name="m")
     # The view's own entry is registered, so registry and metadata.json agree, and the
     # second manifest (another created_at) is not even written.
@@ -182,7 +182,7 @@ def test_reimport_in_a_later_second_writes_no_second_manifest(workspace, tiny_mo
     source = tiny_model()
     first = import_folder(workspace, source, name="m")
     before = _objects(workspace)
-    monkeypatch.setattr(registry.importer, "now_iso", lambda: "2999-01-01T00:00:00Z")
+    monkeypatch.setattr(registry.ingest.folder, "now_iso", lambda: "2999-01-01T00:00:00Z")
     again = import_folder(workspace, source, name="m")
     assert _objects(workspace) == before
     assert again.manifest_digest == first.manifest_digest == again.entry.manifest

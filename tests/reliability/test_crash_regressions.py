@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.catalog import delete_model
-from registry.importer import import_folder
+from registry.ops import delete_model
+from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
 from store import fsops
 from store.errors import RegistryError, StoreFormatError, StoreIOError
@@ -173,8 +173,8 @@ def test_registering_into_a_store_whose_registry_is_lost_is_refused(tmp_path, ti
 
 
 def test_hub_download_truncates_through_fsops(tmp_path, monkeypatch):
-    from registry.hub_download import RemoteFile
-    from registry.hub_sink import Sink
+    from registry.hub.download import RemoteFile
+    from registry.hub.sink import Sink
 
     fd, path = fsops.create_temp(tmp_path, "hub")
     remote = RemoteFile(path="model.safetensors", size=4, sha256="0" * 64, git_oid=None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.hub_download import listing_path_problem
+from registry.hub.download import listing_path_problem
 from tests.hub.server import HubServer
 from tests.reliability.hostile import HOSTILE_LISTING, HUB_CASES
 from tests.reliability.hostile_scene import (  # noqa: F401  (hostile_template is a fixture)

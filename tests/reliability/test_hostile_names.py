@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.importer import import_folder
+from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
 from store.errors import InvalidNameError
 from tests.reliability.hostile import NAME_CASES, REPO_ID_CASES

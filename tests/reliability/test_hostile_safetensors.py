@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.importer import check_weight_file
+from registry.ingest.folder import check_weight_file
 from store.errors import SafetensorsError
 from store.tensorfile import MAX_HEADER_BYTES
 from tests.reliability import hostile_files as files

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from registry.importer import import_folder
+from registry.ingest.folder import import_folder
 from training.config import RunConfig
 
 # Freezes the embedding and layers 0-2 of a 4-layer tiny Qwen: 79% of its tensor bytes.

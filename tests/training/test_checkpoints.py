@@ -8,12 +8,12 @@ import time
 import pytest
 import torch
 
-from registry.catalog import get_model
+from registry.ops import get_model
 from registry.checkpoints import parse_ref, register_checkpoint, resolve_checkpoint, run_checkpoints
-from registry.collect import collect_garbage
+from registry.space.gc import collect_garbage
 from registry.info import model_info
-from registry.render import model_info_text
-from registry.validate import validate
+from cli.render import model_info_text
+from registry.check.validate import validate
 from store.errors import CheckpointGoneError, CheckpointNotFoundError, ModelNotFoundError
 from tests.training.runs import FREEZE_75, import_base, run_config
 from training.generate import generate_text

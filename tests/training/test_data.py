@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapters.tiny import train_tokenizer
+from tests.fixtures.tiny import train_tokenizer
 from store.errors import ConfigError
 from training.config import PROJECT_CORPUS
 from training.data import _chunks, encode, eval_batches, load_tokens, train_batch

@@ -1,13 +1,13 @@
-"""Dedup, measured with `du`'s own numbers (registry.usage.disk_usage): a fine-tune costs the
+"""Dedup, measured with `du`'s own numbers (registry.space.du.disk_usage): a fine-tune costs the
 tensors it trains plus its optimizer state, and fine-tunes of one base share its frozen tensors."""
 
 from __future__ import annotations
 
 import fnmatch
 
-from registry.catalog import get_model
+from registry.ops import get_model
 from registry.checkpoints import run_checkpoints
-from registry.usage import disk_usage
+from registry.space.du import disk_usage
 from tests.training.runs import FREEZE_75, import_base, run_config
 from training.train import train
 

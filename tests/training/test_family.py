@@ -13,9 +13,9 @@ import fnmatch
 import pytest
 import torch
 
-from registry.catalog import get_model
-from registry.importer import import_folder
-from registry.validate import validate
+from registry.ops import get_model
+from registry.ingest.folder import import_folder
+from registry.check.validate import validate
 from store.errors import UsageError
 from tests.fixtures.qwen_family import auto_class, family_model, tiny_image
 from tests.training.runs import run_config

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from adapters import get_adapter
-from registry.importer import import_folder
+from registry.ingest.folder import import_folder
 from registry.report import RecordingReporter
 from store.errors import ModelNotFoundError, TokenizerError, UsageError
 from training.config import parse_config
@@ -147,7 +147,7 @@ def test_custom_model_context_is_cropped(qwen):
 
 def test_an_unregistered_version_loads_with_its_stored_tokenizer(qwen):
     """A checkpoint has a manifest but no name and no view: model and tokenizer load from blobs."""
-    from registry.catalog import get_model
+    from registry.ops import get_model
     from training.models import load_version, store_model
 
     base = load_model(qwen, "qwen")

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from registry.catalog import delete_model
-from registry.collect import collect_garbage
+from registry.ops import delete_model
+from registry.space.gc import collect_garbage
 from registry.info import model_info
 from registry.lineage import children_of, lineage
-from registry.render import lineage_text, model_info_text
-from registry.validate import validate
+from cli.render import lineage_text, model_info_text
+from registry.check.validate import validate
 from tests.training.runs import FREEZE_75, import_base, run_config
 from training.models import load_model
 from training.train import train

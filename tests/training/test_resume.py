@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.catalog import get_model
-from registry.collect import collect_garbage
+from registry.ops import get_model
+from registry.space.gc import collect_garbage
 from store.errors import ResumeError
 from tests.training.runs import FREEZE_75, SCRATCH_MODEL, import_base, run_config
 from training.train import train

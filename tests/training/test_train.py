@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from registry.catalog import get_model
+from registry.ops import get_model
 from registry.checkpoints import run_checkpoints
 from store.errors import (ConfigError, ModelExistsError, ResumeError, TrainingDivergedError,
                           TrainingInterrupted)
@@ -131,7 +131,7 @@ def test_bfloat16_base_trains_float32_masters_and_stays_bfloat16(workspace, tiny
 
 @pytest.mark.parametrize("model_type", ["qwen2_moe", "qwen3", "qwen3_moe"])
 def test_every_qwen_type_fine_tunes(workspace, tiny_model, model_type):
-    from registry.importer import import_folder
+    from registry.ingest.folder import import_folder
 
     base = import_folder(workspace, tiny_model(model_type), name="base")
     freeze = ["model.embed_tokens.*", "model.layers.0.*"]
@@ -252,7 +252,7 @@ def test_a_diverged_loss_stops_the_run_and_keeps_the_last_checkpoint(workspace, 
 
 
 def test_the_name_is_only_moved_from_the_runs_own_checkpoint(workspace, base):
-    from registry.catalog import register
+    from registry.ops import register
 
     class Hijack(TrainReporter):
         def on_checkpoint(self, saved) -> None:  # someone re-registers the name mid-run

@@ -1,0 +1,16 @@
+"""The command line: click commands, the error -> message/exit-code table, all human text.
+
+``app`` (the group, the reporter that prints status lines), ``errors`` (the one place the
+project's errors become a line on stderr and an exit code, and where a next action becomes
+a command), ``output`` (the one JSON renderer), one module per command group
+(``import_cmd``, ``info_cmd``, ``maintenance_cmd``, ``training_cmd``) and the text they
+print (``render``, ``maintenance_text``, ``training_text``).
+
+May import every layer below: ``store``, ``adapters``, ``registry``, ``training``.
+Commands import their library modules when they run, so ``list-models`` never loads torch.
+"""
+
+from cli.app import cli
+from cli import import_cmd, info_cmd, maintenance_cmd, training_cmd  # noqa: F401 - they add the commands
+
+__all__ = ["cli"]

@@ -1,0 +1,65 @@
+"""The click group every command joins, and what every command shares: the workspace,
+whether a terminal can be asked, and the reporter that prints status lines on stderr.
+
+Errors become a message and an exit code in ``ModelStoreGroup.invoke`` (through
+``cli.errors``); ``MODELSTORE_DEBUG=1`` shows the traceback instead. Status lines go to
+stderr, results to stdout, so stdout stays usable by scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from cli import errors
+from registry.report import Reporter
+from store.errors import ModelStoreError
+
+
+class CliReporter(Reporter):
+    def status(self, component: str, message: str) -> None:
+        click.echo(f"  {component:<10} {errors.spell(message)}", err=True)
+
+    def warning(self, message: str) -> None:
+        click.echo(f"warning: {errors.spell(message)}", err=True)
+
+    def progress_bar(self) -> type | None:
+        # huggingface_hub's bar: percentage, speed, time left, total size; it stays quiet when
+        # stderr is not a terminal or HF_HUB_DISABLE_PROGRESS_BARS=1 (TQDM_POSITION=-1 forces it).
+        from huggingface_hub.utils import tqdm
+
+        return tqdm
+
+
+class ModelStoreGroup(click.Group):
+    """The one place where the project's errors become a message and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        if os.environ.get("MODELSTORE_DEBUG") == "1":
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except (ModelStoreError, OSError, KeyboardInterrupt) as e:
+            errors.report(e)
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def workspace(ctx: click.Context):
+    from registry.workspace import Workspace
+
+    return Workspace.open(ctx.obj["root"])
+
+
+@click.group(cls=ModelStoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="MODELSTORE_ROOT",
+              help="Workspace holding .modelstore/ and models/ (env MODELSTORE_ROOT; default: .).")
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None) -> None:
+    """A local, content-addressed store for model weights."""
+    ctx.obj = {"root": root}

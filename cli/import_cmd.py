@@ -1,0 +1,55 @@
+"""``import-model``: from a local folder or the Hugging Face Hub, with the prompts a terminal
+gets (name conflict, license, token)."""
+
+from __future__ import annotations
+
+import click
+
+from cli import app
+from cli.app import CliReporter, cli, workspace
+
+
+def _ask_conflict(name: str) -> str:
+    return click.prompt(
+        f"A model named {name!r} already exists. overwrite, rename or cancel?",
+        type=click.Choice(["overwrite", "rename", "cancel"]), default="cancel", err=True,
+    )
+
+
+def _confirm_license(info) -> bool:
+    from cli.render import license_prompt
+
+    click.echo(license_prompt(info), err=True)
+    return click.confirm("Do you acknowledge this license?", default=False, err=True)
+
+
+def _ask_token(repo_id: str, page: str) -> str:
+    hub = page[: -len(repo_id) - 1]
+    click.echo(f"{repo_id} is gated: accept its conditions on {page}, then paste a token with access "
+               f"(create one at {hub}/settings/tokens).", err=True)
+    return click.prompt("Hugging Face token (input hidden; empty to cancel)", default="", hide_input=True,
+                        show_default=False, err=True)
+
+
+@cli.command("import-model")
+@click.argument("source")
+@click.option("--name", help="Name to register the model under (default: derived from SOURCE).")
+@click.option("--revision", help="Hub branch, tag or commit (default: main).")
+@click.option("--token", help="Hub token for gated or private repos (default: HF_TOKEN, then login).")
+@click.option("--yes", "-y", is_flag=True, help="Acknowledge the license and confirm without asking.")
+@click.option("--on-conflict", type=click.Choice(["overwrite", "rename", "cancel"]),
+              help="What to do when NAME is taken (default: ask, or cancel without a terminal).")
+@click.pass_context
+def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
+    """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
+    from registry.importer import import_model as run_import
+
+    asking = app.interactive()
+    policy = on_conflict or (_ask_conflict if asking else "cancel")
+    result = run_import(workspace(ctx), source, name=name, revision=revision, token=token,
+                        assume_yes=yes, on_conflict=policy, reporter=CliReporter(),
+                        confirm_license=_confirm_license if asking else None,
+                        ask_token=_ask_token if asking else None)
+    from cli.render import import_summary
+
+    click.echo(import_summary(result))

@@ -1,0 +1,105 @@
+"""Text renderings of validate-registry, --fix and gc results, for the CLI to print.
+
+Pure functions from results to strings (no I/O, no click), tested directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from registry.space.gc import GcOutcome
+from registry.check.findings import ValidationReport
+from registry.repair.fix import RepairResult
+from registry.repair.plan import RepairPlan
+from cli.errors import spell
+from registry.report import human_bytes
+
+
+def _validation_text(report: ValidationReport) -> str:
+    return "\n".join([f.line() for f in report.findings] + [report.summary()])
+
+
+def _plan_text(plan: RepairPlan) -> str:
+    if plan.empty and not plan.cannot:
+        return "nothing to repair"
+    lines = []
+    if not plan.empty:
+        count = sum(1 for s in plan.steps if not s.text.startswith("  "))
+        lines.append(f"repair plan ({count} {'step' if count == 1 else 'steps'}; "
+                     "* = moves or replaces files, kept in .modelstore/quarantine/):")
+        for step in plan.steps:
+            mark = "*" if step.destructive else "-"
+            lines.append(f"    {step.text}" if step.text.startswith("  ") else f"  {mark} {step.text}")
+    if plan.cannot:
+        lines.append("cannot be repaired by --fix:")
+        lines += [f"  ! {text}" for text in plan.cannot]
+    return "\n".join(lines)
+
+
+def _outcome_text(result: RepairResult) -> str:
+    if result.outcome is None:
+        return "" if result.plan.empty else "dry run: nothing was changed"
+    lines = ["done:"] + [f"  - {line}" for line in result.outcome.done]
+    if result.outcome.failed:
+        lines.append("not repaired:")
+        lines += [f"  ! {line}" for line in result.outcome.failed]
+    if result.after is not None:
+        lines += [f.line() for f in result.after.errors]
+        lines.append(f"after repair: {result.after.summary('checked (what was written was verified)')}")
+    return "\n".join(lines)
+
+
+def gc_text(outcome: GcOutcome, root: Path) -> str:
+    plan, result = outcome.plan, outcome.result
+    lines = [f"warning: lineage manifest {d[:12]} is recorded lost; its ancestors are not kept"
+             for d in outcome.skipped_lineage]
+    young = (f"; {len(plan.young)} unreachable objects younger than {duration(plan.grace_s)} kept"
+             if plan.young else "")
+    if result is None:
+        for doomed in plan.objects:
+            lines.append(f"would remove object {doomed.digest} ({human_bytes(doomed.size)}, "
+                         f"{duration(doomed.age_s)} old)")
+        for doomed in plan.temp:
+            lines.append(f"would remove temp {_rel(doomed.path, root)} ({human_bytes(doomed.size)}, "
+                         f"{duration(doomed.age_s)} old)")
+        for record in plan.records:
+            why = "unreadable" if record.folder is None else f"of {record.folder}: folder gone"
+            lines.append(f"would remove source record {_rel(record.path, root)} ({why})")
+        records = f", {len(plan.records)} stale source records" if plan.records else ""
+        lines.append(f"dry run: would free {human_bytes(plan.bytes)}: {len(plan.objects)} unreachable "
+                     f"objects, {len(plan.temp)} temp files{records}{young}; {plan.reachable} reachable "
+                     "objects kept")
+        return "\n".join(lines)
+    spared = f"; {result.spared} kept because a writer used them meanwhile" if result.spared else ""
+    records = f", {result.removed_records} stale source records" if result.removed_records else ""
+    lines.append(f"removed {result.removed_objects} unreachable objects and {result.removed_temp} temp "
+                 f"files{records}, freed {human_bytes(result.freed_bytes)}{young}{spared}; {plan.reachable} "
+                 "reachable objects kept")
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def validation_text(report: ValidationReport) -> str:
+    return spell(_validation_text(report))
+
+
+def plan_text(plan: RepairPlan) -> str:
+    return spell(_plan_text(plan))
+
+
+def outcome_text(result: RepairResult) -> str:
+    return spell(_outcome_text(result))

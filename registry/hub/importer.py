@@ -1,0 +1,431 @@
+"""``import-model`` from the Hugging Face Hub, and restoring lost blobs from a model's Hub origin.
+
+Import, step by step (nothing is written to the store before step 5):
+
+1. parse SOURCE (``registry.hub.source``) and resolve the revision to a commit; every later
+   request is pinned to that commit, which the manifest records;
+2. choose the files by the same rule as local folders (``registry.ingest.model_files``): only
+   safetensors weights, never pickle weights or remote code, which are never requested;
+3. fetch config.json first: an unsupported architecture stops here, before any weight byte;
+4. settle the name (conflicts), the license (acknowledged, or a refusal naming ``--yes``)
+   and the disk space (the listing's sizes);
+5. weight files one at a time, each split into tensor blobs while it downloads
+   (``registry.hub.stream``): its header is checked as soon as it arrives, each tensor's
+   bytes go to a temp blob in ``.modelstore/tmp/``, and the blobs are published only once
+   the whole file matched the Hub's sha256. A copy in the local HF cache that hashes right
+   is split from there instead; a shard some registered model already holds (same sha256)
+   is not downloaded again. Then the other files;
+6. verify: blobs that were already stored are re-hashed (new ones are verified as they are
+   written), and the model loads and gives finite logits (``registry.check.loadcheck``). The last
+   weight file's blobs, verified, are published while the model loads from hard links to
+   them, so the fsyncs and renames do not wait for the check, nor it for them;
+7. write the manifest and register the name: the commit point.
+
+A failure anywhere before 7 leaves no registry entry and no temp file; blobs of shards
+already verified stay as orphans, and the next run reuses them instead of writing them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adapters import check_supported
+from registry.ops import ConflictPolicy, register
+from registry.hub.download import (
+    DEFAULT_ENDPOINT,
+    HubRepo,
+    RemoteFile,
+    RepoSnapshot,
+    Token,
+    configured_endpoint,
+)
+from registry.hub.license import (
+    LicenseInfo,
+    acknowledge,
+    license_file,
+    license_from_card,
+    license_from_file,
+)
+from registry.hub.source import parse_hub_source
+from registry.hub.stream import check_index, stream_weight_file
+from registry.ingest.folder import (
+    ImportResult,
+    ManifestParts,
+    check_free_space,
+    check_weight_file,
+    decide_conflict,
+    ingest_file,
+    ingest_weight_file,
+    record_weight_file,
+    report_selection,
+)
+from registry.ingest.model_files import CONFIG_FILE, FileSelection, apply_index, read_config, select_files
+from registry.names import derive_name, validate_name
+from registry.report import NullReporter, Reporter, human_bytes
+from registry.check.loadcheck import LoadCheck, check_loads, start_worker
+from registry.workspace import Workspace
+from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
+from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso
+from store.tensorstream import TensorStream
+
+# Non-weight files up to this size are fetched into memory; bigger ones go through a temp file.
+IN_MEMORY_LIMIT = 64 << 20
+
+
+@dataclass
+class HubImportResult(ImportResult):
+    repo_id: str = ""
+    revision: str = ""
+    commit: str = ""
+    license: LicenseInfo | None = None
+    load_check: LoadCheck | None = None
+    downloaded_bytes: int = 0  # fetched over the network
+    from_cache: list[str] = field(default_factory=list)  # read from the local HF cache
+    from_store: list[str] = field(default_factory=list)  # weight files whose blobs were all stored
+
+
+def import_from_hub(
+    workspace: Workspace,
+    source: str,
+    *,
+    name: str | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    assume_yes: bool = False,
+    on_conflict: ConflictPolicy = "cancel",
+    reporter: Reporter | None = None,
+    confirm_license: Callable[[LicenseInfo], bool] | None = None,
+    ask_token: Callable[[str, str], str | None] | None = None,
+) -> HubImportResult:
+    """Import a Hub model repo (id, URL or ``hf://``) at ``revision`` under ``name``.
+
+    ``token``: ``--token``; None falls back to ``HF_TOKEN``, then the saved login.
+    ``assume_yes`` acknowledges the license; otherwise ``confirm_license(info)`` is asked
+    (None: refuse). ``ask_token(repo_id, page_url)`` is asked for a token when the repo
+    is gated and none was found (None: refuse). ``on_conflict`` as for local imports.
+    """
+    reporter = reporter or NullReporter()
+    src = parse_hub_source(source, revision)
+    name = validate_name(name) if name is not None else derive_name(src.repo_id)
+    hub = HubRepo(src.repo_id, endpoint=src.endpoint, token=Token.find(token))
+    snap = hub.snapshot(src.revision)
+    reporter.status("hub", f"{snap.repo_id} {snap.revision} is commit {snap.commit} on {hub.endpoint}")
+    job = _HubImport(workspace, hub, snap, reporter)
+
+    # Everything up to ensure_store only reads (and fetches no weight byte).
+    sel = select_files(list(snap.files), job.where)
+    config = read_config(job.fetch_config(ask_token), job.where)
+    model_type = check_supported(config.get("model_type"), f" in {job.where}/{CONFIG_FILE}")
+    on_conflict = decide_conflict(
+        workspace, name, on_conflict,
+        lambda m: isinstance(m.origin, HubOrigin) and (m.origin.endpoint, m.origin.repo_id, m.origin.commit)
+        == (hub.endpoint, snap.repo_id, snap.commit))
+    license_info = job.find_license(sel)
+    how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
+    reporter.status("license", f"{license_info.describe()}; {how}")
+    weight_map = apply_index(sel, job.fetch_small(sel.index), job.where) if sel.index else None
+    report_selection(reporter, sel)
+    to_fetch = job.plan(sel)
+    total = sum(f.size or 0 for f in to_fetch)
+    # Weight files become their blobs as they arrive: only a big other file needs a temp copy.
+    temp = max((f.size for f in to_fetch if f.path not in sel.weights and (f.size or 0) > IN_MEMORY_LIMIT),
+               default=0)
+    check_free_space(workspace, total + temp)
+    reporter.status("files", f"{len(sel.weights)} weight file(s), {len(sel.files)} other file(s); "
+                             f"{human_bytes(total)} to fetch")
+
+    workspace.ensure_store()
+    start_worker(model_type)  # the worker, started already, also imports this architecture's code
+    try:
+        manifest = job.convert(sel, weight_map, model_type, license_info)
+        load_check = job.verify(manifest)
+    finally:
+        job.settle()
+    entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
+                     on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
+    return HubImportResult(
+        entry=entry, manifest_digest=entry.manifest, manifest=manifest, stats=job.parts.stats,
+        skipped=sel.skipped,
+        repo_id=snap.repo_id, revision=snap.revision, commit=snap.commit, license=license_info,
+        load_check=load_check, downloaded_bytes=job.downloaded_bytes, from_cache=job.from_cache,
+        from_store=job.from_store,
+    )
+
+
+class _HubImport:
+    """The state of one import: what was fetched, stored, reused."""
+
+    def __init__(self, workspace: Workspace, hub: HubRepo, snap: RepoSnapshot, reporter: Reporter):
+        self.workspace, self.hub, self.snap, self.reporter = workspace, hub, snap, reporter
+        self.where = f"{snap.repo_id}@{snap.commit[:12]}"
+        self.parts = ManifestParts()
+        self.small: dict[str, bytes] = {}  # small files fetched early (config, index, LICENSE)
+        self.reused: set[str] = set()  # digests found already stored: re-hashed by verify()
+        self.stored_shards: dict[str, dict[str, TensorEntry]] = {}
+        self.downloaded_bytes = 0
+        # The last weight file streamed, verified but not yet published: its blobs are
+        # published while the load check runs on them (``verify``).
+        self.pending: TensorStream | None = None
+        self.from_cache: list[str] = []
+        self.from_store: list[str] = []
+
+    # --- before writing --------------------------------------------------------------------
+
+    def fetch_small(self, path: str) -> bytes:
+        if path not in self.small:
+            f = self.snap.files[path]
+            self.small[path], cached = self.hub.fetch_bytes(self.snap.commit, f)
+            self._count(f, cached)
+        return self.small[path]
+
+    def fetch_config(self, ask_token: Callable[[str, str], str | None] | None) -> bytes:
+        """config.json, the first file fetched; a gated repo asks for a token (once) if it can."""
+        prompted = False
+        if self.snap.gated and self.hub.token.value is None and ask_token is not None:
+            self._prompt_for_token(ask_token)
+            prompted = True
+        try:
+            return self.fetch_small(CONFIG_FILE)
+        except HubGatedRepoError:
+            if prompted or ask_token is None:
+                raise
+            self._prompt_for_token(ask_token)
+            return self.fetch_small(CONFIG_FILE)
+
+    def _prompt_for_token(self, ask_token: Callable[[str, str], str | None]) -> None:
+        hub = self.hub
+        entered = (ask_token(hub.repo_id, f"{hub.endpoint}/{hub.repo_id}") or "").strip()
+        if not entered:
+            raise HubGatedRepoError(hub.repo_id, hub.endpoint, with_token=False)
+        hub.token = Token(entered, "the token you entered")
+
+    def find_license(self, sel: FileSelection) -> LicenseInfo:
+        base = f"{self.hub.endpoint}/{self.snap.repo_id}/blob/{self.snap.commit}"
+        found = license_from_card(self.snap.repo_id, self.snap.card, base)
+        if found is not None:
+            return found
+        path = license_file(sel.files)
+        if path is not None:
+            text = self.fetch_small(path).decode("utf-8", errors="replace")
+            return license_from_file(self.snap.repo_id, path, text, f"{base}/{path}")
+        return LicenseInfo(self.snap.repo_id, None, "none")
+
+    def plan(self, sel: FileSelection) -> list[RemoteFile]:
+        """The files still to fetch: not the weight files whose every blob is already stored."""
+        self.stored_shards = {
+            sha256: tensors for sha256, tensors in _stored_shards(self.workspace).items()
+            if all(self.workspace.objects.size(t.digest) == t.blob_size(n) for n, t in tensors.items())
+        }
+        return [self.snap.files[p] for p in sel.weights + sel.files
+                if p not in self.small and self.snap.files[p].sha256 not in self.stored_shards]
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def ingest_weights(self, sel: FileSelection, weight_map: dict[str, str] | None) -> None:
+        """Each weight file: from the store, the HF cache or a download; verified, then split."""
+        seen: dict[str, str] = {}
+        bar = self.reporter.progress_bar()
+        for i, relpath in enumerate(sel.weights, 1):
+            f = self.snap.files[relpath]
+            if f.sha256 in self.stored_shards:
+                self._reuse_shard(f, seen, weight_map)
+                continue
+            label = f"{relpath} ({i}/{len(sel.weights)})" if len(sel.weights) > 1 else relpath
+            cached = self.hub.cached(self.snap.commit, f)
+            # A verified file is published before the next one is fetched: a later failure keeps it.
+            self.publish_pending()
+            if cached is None:
+                self.pending = stream_weight_file(self.workspace, self.hub, self.snap.commit, f, seen, weight_map,
+                                                  self.where, bar=bar, label=label)
+                stored = self.pending.stored()
+                record_weight_file(self.parts, stored, relpath, f.origin())
+            else:
+                check_weight_file(cached, relpath, seen, name=f"{self.where}/{relpath}")
+                names = [n for n, shard in seen.items() if shard == relpath]
+                check_index(weight_map, relpath, names, self.where)
+                stored = ingest_weight_file(self.workspace, cached, relpath, self.parts, origin=f.origin())
+            self.reused.update(s.put.digest for s in stored if not s.put.written)
+            self._count(f, cached is not None)
+            where = ", from the Hugging Face cache" if cached else ""
+            self.reporter.status("weights", f"{relpath}: {len(stored)} tensors, {human_bytes(f.size)}, "
+                                            f"sha256 verified{where}")
+        self.reporter.status("weights", f"{len(self.parts.tensors)} tensors from {len(sel.weights)} file(s), "
+                                        f"{human_bytes(sum(t.nbytes for t in self.parts.tensors.values()))}")
+
+    def publish_pending(self) -> None:
+        stream, self.pending = self.pending, None
+        if stream is not None:
+            stream.publish()
+
+    def settle(self) -> None:
+        """After a failure: a verified file still waiting is published, as every one before
+        it was, so that running the command again reuses its blobs."""
+        try:
+            self.publish_pending()
+        except ModelStoreError:
+            pass  # publish() removed its blobs: the next run fetches that file again
+
+    def _reuse_shard(self, f: RemoteFile, seen: dict[str, str], weight_map: dict[str, str] | None) -> None:
+        tensors = self.stored_shards[f.sha256]  # type: ignore[index]
+        for name in tensors:
+            if name in seen:
+                raise SafetensorsError(f"{self.where}/{f.path}", f"tensor {name!r} is also in {seen[name]}")
+            seen[name] = f.path
+        check_index(weight_map, f.path, list(tensors), self.where)
+        origin = f.origin()
+        origin.tensors = list(tensors)
+        self.parts.tensors.update(tensors)
+        self.parts.origin_files[f.path] = origin
+        for name, t in tensors.items():
+            self.parts.stats.count(t.blob_size(name), written=False)
+            self.reused.add(t.digest)
+        self.from_store.append(f.path)
+        self.reporter.status("weights", f"{f.path}: {len(tensors)} tensors already in the store "
+                                        "(same sha256), not downloaded")
+
+    def convert(self, sel: FileSelection, weight_map: dict[str, str] | None, model_type: str,
+                license_info: LicenseInfo) -> Manifest:
+        """Every file into the store (the last weight file's blobs still waiting: ``pending``);
+        the manifest they make."""
+        self.ingest_weights(sel, weight_map)
+        self.ingest_files(sel)
+        for component in ("config", "tokenizer", "processor"):
+            files = [p for p in sel.files if sel.component(p) == component]
+            if files:
+                self.reporter.status(component, ", ".join(files))
+        hub, snap, parts = self.hub, self.snap, self.parts
+        return Manifest(
+            architecture_type=model_type,
+            model_id=snap.repo_id,
+            source="huggingface",
+            created_at=now_iso(),
+            license=license_info.label,
+            params=parts.params,
+            files=parts.files,
+            tensors=parts.tensors,
+            origin=HubOrigin(endpoint=hub.endpoint, repo_id=snap.repo_id, revision=snap.revision,
+                             commit=snap.commit, files=parts.origin_files),
+        )
+
+    def ingest_files(self, sel: FileSelection) -> None:
+        for relpath in sel.files:
+            f = self.snap.files[relpath]
+            if relpath in self.small or (f.size or 0) <= IN_MEMORY_LIMIT:
+                put = self.workspace.objects.put_bytes(self.fetch_small(relpath))
+                self.parts.files[relpath] = FileEntry(digest=put.digest, size=put.size)
+                self.parts.origin_files[relpath] = f.origin()
+                self.parts.stats.count(put.size, put.written)
+            else:
+                with self.hub.fetch_file(self.snap.commit, f, self.workspace.layout.tmp) as (path, cached):
+                    put = ingest_file(self.workspace, path, relpath, self.parts, origin=f.origin())
+                self._count(f, cached)
+            if not put.written:
+                self.reused.add(put.digest)
+
+    def _count(self, f: RemoteFile, cached: bool) -> None:
+        if cached:
+            self.from_cache.append(f.path)
+        else:
+            self.downloaded_bytes += f.size
+
+    # --- verifying -------------------------------------------------------------------------
+
+    def verify(self, manifest: Manifest) -> LoadCheck:
+        """Every blob by its digest (those reused are re-hashed now), then the model loads and runs."""
+        origins = manifest.origin.files.values()  # type: ignore[union-attr]
+        lfs = sum(1 for o in origins if o.sha256)
+        self.reporter.status("verify", f"{lfs} LFS file(s) match the Hub's sha256, "
+                                       f"{len(origins) - lfs} other file(s) their git blob id")
+        for digest in sorted(self.reused):
+            actual = self.workspace.objects.rehash(digest)
+            if actual != digest:
+                raise CorruptObjectError(digest, self.workspace.objects.path(digest), actual)
+        blobs = manifest.object_digests()
+        self.reporter.status("verify", f"{len(blobs)} blobs match their digests "
+                                       f"({len(blobs & self.reused)} were already stored and were re-hashed)")
+        self.reporter.status("verify", "loading the model and running a forward pass")
+        # Publishes ``pending`` while the model loads (if it fails first, ``settle`` does).
+        check = check_loads(self.workspace, manifest, unpublished=self.pending)
+        self.reporter.status("verify", check.detail)
+        for warning in check.warnings:
+            self.reporter.warning(warning)
+        return check
+
+
+def _stored_shards(workspace: Workspace) -> dict[str, dict[str, TensorEntry]]:
+    """Upstream sha256 -> tensors, for every Hub weight file a registered model was made from."""
+    shards: dict[str, dict[str, TensorEntry]] = {}
+    for entry in workspace.read_registry().models.values():
+        try:
+            manifest = workspace.manifest(entry.manifest)
+        except ModelStoreError:
+            continue  # validate-registry reports it; it just cannot donate blobs
+        if not isinstance(manifest.origin, HubOrigin):
+            continue
+        for origin in manifest.origin.files.values():
+            if origin.sha256 and origin.tensors and all(t in manifest.tensors for t in origin.tensors):
+                shards.setdefault(origin.sha256, {t: manifest.tensors[t] for t in origin.tensors})
+    return shards
+
+
+# --- restoring objects from the Hub (validate-registry --fix) -----------------------------
+
+
+def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str],
+                     reporter: Reporter | None = None, *, token: str | None = None) -> set[str]:
+    """Fetch again, at the pinned commit, the files of ``manifest`` holding ``digests``.
+
+    Each file is verified against the sha256 (or git blob id) its HubOrigin recorded and
+    split again; the objects it yields are written if missing. Returns the digests of
+    ``digests`` now in the store and re-hashing to their names. Corrupt objects must have
+    been moved aside first: a present object of the right size is not overwritten.
+    A file that cannot be fetched is reported as a warning and its digests are not returned.
+    """
+    reporter = reporter or NullReporter()
+    origin = manifest.origin
+    if not isinstance(origin, HubOrigin) or not digests:
+        return set()
+    # The commit and the hashes pin the bytes, so any endpoint serving the commit will do: a
+    # model imported from huggingface.co is restored through HF_ENDPOINT when that names a mirror.
+    endpoint = configured_endpoint() if origin.endpoint == DEFAULT_ENDPOINT else origin.endpoint
+    hub = HubRepo(origin.repo_id, endpoint=endpoint, token=Token.find(token))
+    workspace.ensure_store()
+    restored: set[str] = set()
+    for relpath, upstream in sorted(origin.files.items()):
+        wanted = _digests_of(manifest, relpath, upstream) & digests
+        if not wanted:
+            continue
+        f = RemoteFile.from_origin(relpath, upstream)
+        try:
+            bar = reporter.progress_bar()
+            with hub.fetch_file(origin.commit, f, workspace.layout.tmp, bar=bar) as (path, _):
+                produced = _split_again(workspace, manifest, relpath, path)
+        except ModelStoreError as e:
+            reporter.warning(f"could not restore {relpath} from {origin.repo_id}@{origin.commit[:12]}: {e}")
+            continue
+        # A present object is kept as it is (put_* skips it): count it only if it hashes right.
+        done = {d for d in wanted & produced if workspace.objects.rehash(d) == d}
+        restored |= done
+        reporter.status("restore", f"{relpath}: {len(done)} of {len(wanted)} object(s) restored from "
+                                   f"{origin.repo_id}@{origin.commit[:12]}")
+    return restored
+
+
+def _digests_of(manifest: Manifest, relpath: str, upstream: OriginFile) -> set[str]:
+    if upstream.tensors:
+        return {manifest.tensors[t].digest for t in upstream.tensors if t in manifest.tensors}
+    return {manifest.files[relpath].digest} if relpath in manifest.files else set()
+
+
+def _split_again(workspace: Workspace, manifest: Manifest, relpath: str, path) -> set[str]:
+    """The manifest's digests that storing this file yields (and leaves in the store)."""
+    if relpath in manifest.files:
+        put = workspace.objects.put_file(path)
+        return {put.digest} if put.digest == manifest.files[relpath].digest else set()
+    produced = set()
+    for item in workspace.objects.put_tensors(path):
+        expected = manifest.tensors.get(item.spec.name)
+        if expected is not None and expected.digest == item.put.digest:
+            produced.add(item.put.digest)
+    return produced

@@ -1,0 +1,254 @@
+"""Importing a Hugging Face-format model folder into the store.
+
+The folder is only read: its safetensors files are split into per-tensor blobs, its other
+files copied verbatim, every blob verified by digest as it is written. Everything that can
+be checked without writing (file selection, pickle refusal, every safetensors header,
+tensor names, the architecture) is checked first, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters import check_supported
+from registry.ops import ConflictPolicy, register, resolve_conflict
+from registry.ingest.model_files import (
+    CONFIG_FILE,
+    FileSelection,
+    apply_index,
+    license_from_readme,
+    read_config,
+    select_files,
+)
+from registry.names import derive_name, validate_name
+from registry.registry_file import RegistryEntry
+from registry.report import NullReporter, Reporter, human_bytes
+from registry.views import tensor_name_problem
+from registry.workspace import Workspace
+from store.errors import SafetensorsError, SourceError, StoreIOError
+from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
+from store.objects import PutResult, StoredTensor
+from store.sourcecache import SourceCache
+from store.tensorfile import TensorSpec, read_header
+
+
+@dataclass
+class IngestStats:
+    new_objects: int = 0
+    new_bytes: int = 0
+    reused_objects: int = 0
+    reused_bytes: int = 0
+
+    def count(self, size: int, written: bool) -> None:
+        if written:
+            self.new_objects += 1
+            self.new_bytes += size
+        else:
+            self.reused_objects += 1
+            self.reused_bytes += size
+
+
+@dataclass
+class ManifestParts:
+    """What ingesting a model's files yields, before it becomes a manifest."""
+
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    tensors: dict[str, TensorEntry] = field(default_factory=dict)
+    origin_files: dict[str, OriginFile] = field(default_factory=dict)
+    stats: IngestStats = field(default_factory=IngestStats)
+
+    @property
+    def params(self) -> int:
+        total = 0
+        for t in self.tensors.values():
+            n = 1
+            for d in t.shape:
+                n *= d
+            total += n
+        return total
+
+
+def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str | None = None) -> None:
+    """Validate one safetensors file before anything is written: header and tensor names.
+
+    ``name``: what errors call the file, when ``path`` is a temp file (a Hub download)."""
+    header = read_header(path, name=name)
+    check_tensor_names(header.tensors, relpath, seen, name or path)
+
+
+def check_tensor_names(specs: list[TensorSpec], relpath: str, seen: dict[str, str],
+                       shown: Path | str) -> None:
+    """Every name usable, and in no other weight file (``seen``: name -> file, extended here)."""
+    for spec in specs:
+        problem = tensor_name_problem(spec.name)
+        if problem:
+            raise SafetensorsError(shown, f"tensor name {spec.name!r} is unusable: {problem}")
+        if spec.name in seen:
+            raise SafetensorsError(shown, f"tensor {spec.name!r} is also in {seen[spec.name]}")
+        seen[spec.name] = relpath
+
+
+def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
+                       origin: OriginFile | None = None, cache: SourceCache | None = None) -> list[StoredTensor]:
+    """Split one safetensors file into tensor blobs and record them in ``parts``.
+
+    ``cache``: the source folder's remembered files; an unchanged file is not read again."""
+    stored = cache.put_tensors(relpath, path) if cache is not None else workspace.objects.put_tensors(path)
+    record_weight_file(parts, stored, relpath, origin or OriginFile(size=path.stat().st_size))
+    return stored
+
+
+def record_weight_file(parts: ManifestParts, stored: list[StoredTensor], relpath: str,
+                       origin: OriginFile) -> None:
+    """Record one weight file's stored tensors (in its header's order) in ``parts``."""
+    for item in stored:
+        spec = item.spec
+        parts.tensors[spec.name] = TensorEntry(
+            digest=item.put.digest, dtype=spec.dtype, shape=list(spec.shape), nbytes=spec.nbytes
+        )
+        parts.stats.count(item.put.size, item.put.written)
+    origin.tensors = [item.spec.name for item in stored]
+    parts.origin_files[relpath] = origin
+
+
+def ingest_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
+                origin: OriginFile | None = None, cache: SourceCache | None = None) -> PutResult:
+    put = cache.put_file(relpath, path) if cache is not None else workspace.objects.put_file(path)
+    parts.files[relpath] = FileEntry(digest=put.digest, size=put.size)
+    parts.origin_files[relpath] = origin or OriginFile(size=put.size)
+    parts.stats.count(put.size, put.written)
+    return put
+
+
+def report_selection(reporter: Reporter, sel: FileSelection) -> None:
+    for path, why in sel.skipped.items():
+        if why != "hidden file":
+            reporter.warning(f"skipped {path}: {why}")
+
+
+@dataclass
+class ImportResult:
+    entry: RegistryEntry
+    manifest_digest: str
+    manifest: Manifest
+    stats: IngestStats
+    skipped: dict[str, str]
+
+
+def import_folder(
+    workspace: Workspace,
+    source: Path | str,
+    *,
+    name: str | None = None,
+    on_conflict: ConflictPolicy = "cancel",
+    reporter: Reporter | None = None,
+) -> ImportResult:
+    """Import a local Hugging Face-format folder under ``name`` (derived from the folder if None)."""
+    reporter = reporter or NullReporter()
+    source = Path(source).expanduser().absolute()
+    name = validate_name(name) if name is not None else derive_name(source.name)
+    if not source.is_dir():
+        raise SourceError(source, f"{source} is not a folder" if source.exists() else f"{source} does not exist",
+                          "pass a model folder, or a Hub repo id such as Qwen/Qwen2.5-0.5B")
+
+    # Everything below, up to ensure_store, only reads.
+    sel = select_files(_list_files(source), str(source))
+    weight_map = apply_index(sel, (source / sel.index).read_bytes(), str(source)) if sel.index else None
+    config = read_config((source / CONFIG_FILE).read_bytes(), str(source))
+    model_type = check_supported(config.get("model_type"), f" in {source / CONFIG_FILE}")
+    seen: dict[str, str] = {}
+    for relpath in sel.weights:
+        check_weight_file(source / relpath, relpath, seen)
+    if weight_map is not None and set(weight_map) != set(seen):
+        missing = sorted(set(weight_map) - set(seen)) or sorted(set(seen) - set(weight_map))
+        raise SafetensorsError(source / sel.index, f"index and shards disagree about tensor {missing[0]!r}")
+    report_selection(reporter, sel)
+    on_conflict = decide_conflict(
+        workspace, name, on_conflict,
+        lambda m: isinstance(m.origin, LocalOrigin) and m.origin.path == str(source))
+    sources = [source / p for p in sel.weights + sel.files]
+    check_free_space(workspace, sum(p.stat().st_size for p in sources), sources)
+
+    workspace.ensure_store()
+    parts = ManifestParts()
+    cache = SourceCache(workspace.layout, workspace.objects, source)
+    for relpath in sel.weights:
+        ingest_weight_file(workspace, source / relpath, relpath, parts, cache=cache)
+    unread = sum(1 for p in sel.weights if p in cache.hits)
+    reporter.status("weights", f"{len(parts.tensors)} tensors from {len(sel.weights)} file(s), "
+                    f"{human_bytes(sum(t.nbytes for t in parts.tensors.values()))}"
+                    + (f"; {unread} file(s) unchanged since the last import, not read again" if unread else ""))
+    for relpath in sel.files:
+        ingest_file(workspace, source / relpath, relpath, parts, cache=cache)
+    cache.save()
+    for component in ("config", "tokenizer", "processor"):
+        files = [p for p in sel.files if sel.component(p) == component]
+        if files:
+            reporter.status(component, ", ".join(files))
+
+    manifest = Manifest(
+        architecture_type=model_type,
+        model_id=source.name,
+        source="local",
+        created_at=now_iso(),
+        license=_local_license(source, sel),
+        params=parts.params,
+        files=parts.files,
+        tensors=parts.tensors,
+        origin=LocalOrigin(path=str(source), files=parts.origin_files),
+    )
+    entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
+                     on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
+    return ImportResult(entry=entry, manifest_digest=entry.manifest, manifest=manifest, stats=parts.stats,
+                        skipped=sel.skipped)
+
+
+def decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy,
+                     same_source: Callable[[Manifest], bool]) -> ConflictPolicy:
+    """Settle a taken name now, before any bytes are written: ask an interactive policy and
+    keep its answer, refuse at once under "cancel" unless the name came from this source."""
+    _, choice = resolve_conflict(workspace, name, policy, same_source)
+    return choice or policy
+
+
+def _list_files(folder: Path) -> list[str]:
+    """Relative paths of the regular files in ``folder`` (following links: HF cache snapshots are links)."""
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = Path(dirpath).relative_to(folder)
+        for filename in filenames:
+            if (Path(dirpath) / filename).is_file():
+                paths.append(str(rel / filename) if rel.parts else filename)
+    return paths
+
+
+def _local_license(source: Path, sel: FileSelection) -> str | None:
+    if "README.md" in sel.files:
+        found = license_from_readme((source / "README.md").read_text(errors="replace"))
+        if found:
+            return found
+    return None
+
+
+def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | None = None) -> None:
+    """Refuse up front when the store's filesystem cannot hold ``needed`` more bytes.
+
+    ``needed`` is what the import would write if no blob were in the store yet. Only when
+    that does not fit are ``sources`` hashed (cheap next to writing) to count the bytes
+    really missing, so re-importing on a nearly full disk still works.
+    """
+    probe = workspace.root
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free and sources:
+        needed = sum(workspace.objects.missing_bytes(path) for path in sources)
+    if needed > free:
+        raise StoreIOError(probe, OSError(errno.ENOSPC, f"{human_bytes(needed)} needed but "
+                                          f"{human_bytes(free)} free", str(probe)))
