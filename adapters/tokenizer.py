@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from tokenizers import (AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers,
@@ -18,7 +19,18 @@ from tokenizers import (AddedToken, Regex, Tokenizer, decoders, normalizers, pre
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus.txt"
+
+
+def project_corpus() -> Path:
+    """``data/corpus.txt`` of the checkout, else the copy ``pip install .`` puts under
+    ``<prefix>/share/modelstore/`` (pyproject.toml's data-files)."""
+    checkout = Path(__file__).resolve().parents[1] / "data" / "corpus.txt"
+    if checkout.is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "modelstore" / "corpus.txt"
+
+
+DEFAULT_CORPUS = project_corpus()
 
 # Qwen's specials, appended after the BPE vocabulary as in the real Qwen tokenizers.
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"

@@ -13,4 +13,10 @@ Commands import their library modules when they run, so ``list-models`` never lo
 from cli.app import cli
 from cli import import_cmd, info_cmd, maintenance_cmd, training_cmd  # noqa: F401 - they add the commands
 
-__all__ = ["cli"]
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    """The ``modelstore`` console command (``pip install .``): the same commands as
+    ``python main.py``."""
+    cli(prog_name="modelstore")

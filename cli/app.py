@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from cli import errors
+from cli.version import __version__
 from registry.report import Reporter
 from store.errors import ModelStoreError
 
@@ -59,6 +60,7 @@ def workspace(ctx: click.Context):
 @click.group(cls=ModelStoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="MODELSTORE_ROOT",
               help="Workspace holding .modelstore/ and models/ (env MODELSTORE_ROOT; default: .).")
+@click.version_option(__version__, "--version", package_name="modelstore", message="modelstore %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, root: Path | None) -> None:
     """A local, content-addressed store for model weights."""

@@ -34,9 +34,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from adapters.tokenizer import DEFAULT_CORPUS
 from store.errors import ConfigError
 
-PROJECT_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus.txt"
+PROJECT_CORPUS = DEFAULT_CORPUS  # the default data: the project's own corpus
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 Count = Annotated[int, Meta(ge=0)]
