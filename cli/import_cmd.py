@@ -39,8 +39,10 @@ def _ask_token(repo_id: str, page: str) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Acknowledge the license and confirm without asking.")
 @click.option("--on-conflict", type=click.Choice(["overwrite", "rename", "cancel"]),
               help="What to do when NAME is taken (default: ask, or cancel without a terminal).")
+@click.option("--trust-size-only", is_flag=True,
+              help="Import files for which the Hub endpoint (a mirror) gives no hash, checking sizes only.")
 @click.pass_context
-def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
+def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_size_only) -> None:
     """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
     from registry.importer import import_model as run_import
 
@@ -49,7 +51,7 @@ def import_model(ctx, source, name, revision, token, yes, on_conflict) -> None:
     result = run_import(workspace(ctx), source, name=name, revision=revision, token=token,
                         assume_yes=yes, on_conflict=policy, reporter=CliReporter(),
                         confirm_license=_confirm_license if asking else None,
-                        ask_token=_ask_token if asking else None)
+                        ask_token=_ask_token if asking else None, trust_size_only=trust_size_only)
     from cli.render import import_summary
 
     click.echo(import_summary(result))

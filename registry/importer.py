@@ -33,6 +33,7 @@ def import_model(
     reporter: Reporter | None = None,
     confirm_license: Callable[[Any], bool] | None = None,
     ask_token: Callable[[str, str], str | None] | None = None,
+    trust_size_only: bool = False,
 ) -> ImportResult:
     """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub.
 
@@ -42,6 +43,8 @@ def import_model(
     if is_local_source(source):
         if revision is not None:
             raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
+        if trust_size_only:
+            raise UsageError("--trust-size-only applies to Hub imports only", f"{source} is a local folder")
         return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter)
     from registry.hub.source import parse_hub_source
 
@@ -55,4 +58,4 @@ def import_model(
 
     return import_from_hub(workspace, source, name=name, revision=revision, token=token,
                            assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter,
-                           confirm_license=confirm_license, ask_token=ask_token)
+                           confirm_license=confirm_license, ask_token=ask_token, trust_size_only=trust_size_only)

@@ -60,7 +60,14 @@ from registry.ingest.folder import (
     record_weight_file,
     report_selection,
 )
-from registry.ingest.model_files import CONFIG_FILE, FileSelection, apply_index, read_config, select_files
+from registry.ingest.model_files import (
+    CONFIG_FILE,
+    FileSelection,
+    apply_index,
+    index_shards,
+    read_config,
+    select_files,
+)
 from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.loadcheck import LoadCheck, check_loads, start_worker
@@ -97,6 +104,7 @@ def import_from_hub(
     reporter: Reporter | None = None,
     confirm_license: Callable[[LicenseInfo], bool] | None = None,
     ask_token: Callable[[str, str], str | None] | None = None,
+    trust_size_only: bool = False,
 ) -> HubImportResult:
     """Import a Hub model repo (id, URL or ``hf://``) at ``revision`` under ``name``.
 
@@ -104,6 +112,8 @@ def import_from_hub(
     ``assume_yes`` acknowledges the license; otherwise ``confirm_license(info)`` is asked
     (None: refuse). ``ask_token(repo_id, page_url)`` is asked for a token when the repo
     is gated and none was found (None: refuse). ``on_conflict`` as for local imports.
+    ``trust_size_only``: import files for which the endpoint gives no hash, checking their
+    sizes only (their origin records no hash).
     """
     reporter = reporter or NullReporter()
     src = parse_hub_source(source, revision)
@@ -115,6 +125,8 @@ def import_from_hub(
 
     # Everything up to ensure_store only reads (and fetches no weight byte).
     sel = select_files(list(snap.files), job.where)
+    # A mirror may list names only: sizes and hashes then come from a HEAD of each file.
+    hub.complete(snap, [*sel.files, *sel.weights, *filter(None, [sel.index])], trust_size_only=trust_size_only)
     config = read_config(job.fetch_config(ask_token), job.where)
     model_type = check_supported(config.get("model_type"), f" in {job.where}/{CONFIG_FILE}")
     on_conflict = decide_conflict(
@@ -124,7 +136,13 @@ def import_from_hub(
     license_info = job.find_license(sel)
     how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
     reporter.status("license", f"{license_info.describe()}; {how}")
-    weight_map = apply_index(sel, job.fetch_small(sel.index), job.where) if sel.index else None
+    weight_map = None
+    if sel.index:
+        index = job.fetch_small(sel.index)
+        # A shard the index names but the listing left out: a mirror's listing can miss one.
+        sel.weights = sorted([*sel.weights, *hub.find_unlisted(
+            snap, set(index_shards(index)) - set(sel.weights), trust_size_only=trust_size_only)])
+        weight_map = apply_index(sel, index, job.where)
     report_selection(reporter, sel)
     to_fetch = job.plan(sel)
     total = sum(f.size or 0 for f in to_fetch)

@@ -96,6 +96,17 @@ def select_files(paths: list[str], where: str) -> FileSelection:
     return sel
 
 
+def index_shards(index_bytes: bytes) -> list[str]:
+    """The shard files a checkpoint index names ([] for a malformed one: ``apply_index`` says why)."""
+    try:
+        weight_map = json.loads(index_bytes).get("weight_map")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(weight_map, dict):
+        return []
+    return sorted({v for v in weight_map.values() if isinstance(v, str)})
+
+
 def apply_index(sel: FileSelection, index_bytes: bytes, where: str) -> dict[str, str]:
     """Restrict the weights to the shards the index names; return its tensor -> shard map."""
     try:

@@ -247,7 +247,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if (commit := self._commit(repo, unquote(m["rev"] or "main"))) is None:
             return
-        info = repo.info(commit, blobs=_truthy(query.get("blobs")))
+        info = repo.info(commit, blobs=_truthy(query.get("blobs")) and not self.hub.mirror)
+        info["siblings"] = [s for s in info["siblings"] if s["rfilename"] not in self.hub.unlisted]
         expand = query.get("expand", []) + query.get("expand[]", [])
         if expand:
             info = {k: v for k, v in info.items() if k in {"_id", "id", *expand}}
@@ -268,6 +269,9 @@ class Handler(BaseHTTPRequestHandler):
         entries = commit.tree(path, recursive=_truthy(query.get("recursive")))
         if entries is None:
             return self._error(404, f'"{path}" does not exist on "{m["rev"]}"', "EntryNotFound")
+        entries = [e for e in entries if e["path"] not in self.hub.unlisted]
+        if self.hub.mirror:
+            entries = [{"type": e["type"], "path": e["path"]} for e in entries]
         if _truthy(query.get("expand")):
             last = {"id": commit.sha, "title": commit.message, "date": commit.iso_date}
             entries = [{**e, "lastCommit": last} for e in entries]
@@ -290,6 +294,9 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{f.etag}"', "Accept-Ranges": "bytes"}
         if f.is_lfs:
             headers.update({"X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(f.size)})
+        if not self.hub.hash_headers:  # a proxy's own ETag, no linked one
+            headers.pop("X-Linked-Etag", None)
+            headers["ETag"] = f'W/"proxy-{f.size}"'
         if not (f.is_lfs and self.hub.lfs_redirect):
             return self._serve(f, path, headers)
         self._inject("file", path)

@@ -58,13 +58,22 @@ class HubServer:
     ``lfs_redirect``: answer LFS ``/resolve`` requests with a 302 to the CDN listener, as the
     Hub does (``False``: serve LFS bytes directly, still with the ``X-Linked-*`` headers).
     ``tree_page_size``: entries per ``/tree`` page (the Hub uses 1000); lower it to test paging.
-    Both can also be changed while the server runs. Ports are ephemeral: read ``endpoint``
+    ``mirror``: behave like a mirror or caching proxy that lists names only: the repo info
+    and ``/tree`` give file names without ``size``, ``lfs`` or ``blobId``; metadata comes only
+    from a HEAD of ``/resolve`` (redirecting LFS files to the CDN-like path as set above).
+    ``unlisted``: paths left out of every listing, though ``/resolve`` serves them.
+    ``hash_headers``: ``False`` answers ``/resolve`` with an ETag that is no hash and no
+    ``X-Linked-Etag`` (a proxy that rewrites them).
+    All can also be changed while the server runs. Ports are ephemeral: read ``endpoint``
     after ``start()``; a restarted server gets new ones.
     """
 
     def __init__(self, *, lfs_redirect: bool = True, tree_page_size: int = 1000) -> None:
         self.lfs_redirect = lfs_redirect
         self.tree_page_size = tree_page_size
+        self.mirror = False
+        self.unlisted: set[str] = set()
+        self.hash_headers = True
         self.repos: dict[str, Repo] = {}
         self.tokens: dict[str, str] = {}  # token -> user name
         self.requests = RequestLog()
