@@ -136,6 +136,19 @@ class Adapter:
         """The load check's image pass (a line for the status output), None without one."""
         return None
 
+    def expected_tensors(self, config: dict) -> dict[str, tuple[str, list[int]]]:
+        """The on-disk tensors (name -> (safetensors dtype, shape)) a checkpoint of ``config``
+        holds, from the model built on the meta device: no memory, no weights read. Tensors
+        kept by design (``kept_by_design_for``) are not listed: a checkpoint may hold them."""
+        with torch.device("meta"):
+            model = self.build(config)
+        tensors = self.disk_tensors(model, self.memory_state(model))
+        return {name: (dtype_name(t.dtype), list(t.shape)) for name, t in tensors.items()}
+
+    def kept_by_design_for(self, config: dict) -> list[str]:
+        """``kept_by_design`` of the model ``config`` describes, without building it."""
+        return []
+
     def kept_by_design(self, model: nn.Module) -> list[str]:
         """Regexes of checkpoint tensors the model does not load by design (an MTP head): a
         checkpoint of the model keeps its parent's, unchanged."""

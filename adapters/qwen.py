@@ -103,17 +103,11 @@ class QwenAdapter(Adapter):
         _check_loading_info(info, str(folder))
         return model.eval()
 
-    def expected_tensors(self, config: dict) -> dict[str, tuple[str, list[int]]]:
-        """The on-disk tensors (name -> (safetensors dtype, shape)) a checkpoint of ``config``
-        holds, from the model built on the meta device: no memory, no weights read. Tensors
-        kept by design (``mtp.*``) are not listed; a checkpoint may hold them or not."""
-        from adapters.blobs import dtype_name
-
+    def kept_by_design_for(self, config: dict) -> list[str]:
+        """``kept_by_design`` of the model class ``config`` loads as (no model is built)."""
         hf_config = self.hf_config(config)
-        with torch.device("meta"):
-            model = _auto_class(config).from_config(hf_config, dtype=_config_dtype(hf_config))
-        tensors = self.disk_tensors(model, self.memory_state(model))
-        return {name: (dtype_name(t.dtype), list(t.shape)) for name, t in tensors.items()}
+        model_class = _auto_class(config)._model_mapping[type(hf_config)]
+        return list(getattr(model_class, "_keys_to_ignore_on_load_unexpected", None) or [])
 
     def memory_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         from transformers.modeling_utils import remove_tied_weights_from_state_dict

@@ -41,8 +41,14 @@ def _ask_token(repo_id: str, page: str) -> str:
               help="What to do when NAME is taken (default: ask, or cancel without a terminal).")
 @click.option("--trust-size-only", is_flag=True,
               help="Import files for which the Hub endpoint (a mirror) gives no hash, checking sizes only.")
+@click.option("--follow-links", is_flag=True,
+              help="Local folders: read files that are links to places outside the folder.")
+@click.option("--load-check", is_flag=True,
+              help="Local folders: load the stored model and run a forward pass before registering it "
+                   "(Hub imports always do).")
 @click.pass_context
-def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_size_only) -> None:
+def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_size_only, follow_links,
+                 load_check) -> None:
     """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
     from registry.importer import import_model as run_import
 
@@ -51,7 +57,8 @@ def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_siz
     result = run_import(workspace(ctx), source, name=name, revision=revision, token=token,
                         assume_yes=yes, on_conflict=policy, reporter=CliReporter(),
                         confirm_license=_confirm_license if asking else None,
-                        ask_token=_ask_token if asking else None, trust_size_only=trust_size_only)
+                        ask_token=_ask_token if asking else None, trust_size_only=trust_size_only,
+                        follow_links=follow_links, load_check=load_check)
     from cli.render import import_summary
 
     click.echo(import_summary(result))

@@ -34,6 +34,8 @@ def import_model(
     confirm_license: Callable[[Any], bool] | None = None,
     ask_token: Callable[[str, str], str | None] | None = None,
     trust_size_only: bool = False,
+    follow_links: bool = False,
+    load_check: bool = False,
 ) -> ImportResult:
     """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub.
 
@@ -45,7 +47,10 @@ def import_model(
             raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
         if trust_size_only:
             raise UsageError("--trust-size-only applies to Hub imports only", f"{source} is a local folder")
-        return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter)
+        return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter,
+                             follow_links=follow_links, load_check=load_check)
+    if follow_links:
+        raise UsageError("--follow-links applies to local folders only", f"{source} is a Hub repo")
     from registry.hub.source import parse_hub_source
 
     parse_hub_source(source, revision)  # a malformed or hostile id is refused before the Hub client loads

@@ -54,9 +54,12 @@ class HubOrigin(Record, tag="huggingface", tag_field="kind"):
     files: dict[str, OriginFile]
 
 
-class LocalOrigin(Record, tag="local", tag_field="kind"):
+class LocalOrigin(Record, tag="local", tag_field="kind", omit_defaults=True):
     path: str  # absolute path of the source folder at import time
     files: dict[str, OriginFile]
+    # A snapshot folder of the Hugging Face cache: the repo and commit its path names.
+    hub_repo: str | None = None
+    hub_commit: str | None = None
 
 
 class TrainingOrigin(Record, tag="training", tag_field="kind"):

@@ -109,6 +109,16 @@ def check_loads(workspace: Workspace, manifest: Manifest, *, unpublished: Unpubl
     return LoadCheck(True, reply["detail"], time.perf_counter() - start, list(reply.get("warnings", [])))
 
 
+def expected_tensors(config: dict, model_id: str) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+    """What ``config`` implies about its checkpoint (tensor name -> shape), and the patterns of
+    tensors its model skips by design: from the model built on the meta device in the worker
+    (``Adapter.expected_tensors``), for members that have no closed form (adapters/shapes.py)."""
+    reply = _WORKER.ask({"expect": config}, model_id, config.get("model_type") or "")
+    if not reply.get("ok"):
+        raise ModelLoadError(model_id, str(reply.get("reason")))
+    return {k: tuple(v) for k, v in reply["tensors"].items()}, list(reply["kept"])
+
+
 def start_worker(model_type: str | None = None) -> None:
     """Start the worker now, so it imports torch and transformers while the caller downloads.
 
@@ -263,7 +273,10 @@ def _serve(model_type: str | None) -> None:
                 _preload_model(request["preload"])
             continue
         try:
-            reply = _load_and_run(request["folder"], request["model_id"], request["model_type"])
+            if "expect" in request:
+                reply = _expected_tensors(request["expect"])
+            else:
+                reply = _load_and_run(request["folder"], request["model_id"], request["model_type"])
         except ModelLoadError as e:
             reply = {"ok": False, "reason": e.reason}
         except Exception as e:  # noqa: BLE001 - any failure to load is the finding
@@ -313,6 +326,20 @@ def _preload_model(model_type: str) -> None:
         importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
     except Exception:  # noqa: BLE001 - a request will report it
         pass
+
+
+def _expected_tensors(config: dict) -> dict:
+    from adapters import get_adapter
+
+    adapter = get_adapter(config.get("model_type"))
+    try:
+        tensors = adapter.expected_tensors(config)
+        kept = adapter.kept_by_design_for(config)
+    except ModelStoreError as e:
+        return {"ok": False, "reason": e.message}
+    except Exception as e:  # noqa: BLE001 - a config transformers cannot build is the finding
+        return {"ok": False, "reason": f"config.json does not build a model ({type(e).__name__}: {_first_line(e)})"}
+    return {"ok": True, "tensors": {k: v[1] for k, v in tensors.items()}, "kept": kept}
 
 
 def _load_and_run(folder: str, model_id: str, model_type: str) -> dict:

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters import check_supported
+from adapters.shapes import compare, expected_tensors
+from registry.check.loadcheck import check_loads, start_worker
+from registry.check.loadcheck import expected_tensors as expected_from_worker
+from registry.ingest.source_files import scan_folder
 from registry.ops import ConflictPolicy, register, resolve_conflict
 from registry.ingest.model_files import (
     CONFIG_FILE,
@@ -73,12 +77,16 @@ class ManifestParts:
         return total
 
 
-def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str | None = None) -> None:
+def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str | None = None,
+                      shapes: dict[str, tuple[int, ...]] | None = None) -> None:
     """Validate one safetensors file before anything is written: header and tensor names.
 
-    ``name``: what errors call the file, when ``path`` is a temp file (a Hub download)."""
+    ``name``: what errors call the file, when ``path`` is a temp file (a Hub download).
+    ``shapes``: filled with each tensor's shape."""
     header = read_header(path, name=name)
     check_tensor_names(header.tensors, relpath, seen, name or path)
+    if shapes is not None:
+        shapes.update((spec.name, tuple(spec.shape)) for spec in header.tensors)
 
 
 def check_tensor_names(specs: list[TensorSpec], relpath: str, seen: dict[str, str],
@@ -147,8 +155,15 @@ def import_folder(
     name: str | None = None,
     on_conflict: ConflictPolicy = "cancel",
     reporter: Reporter | None = None,
+    follow_links: bool = False,
+    load_check: bool = False,
 ) -> ImportResult:
-    """Import a local Hugging Face-format folder under ``name`` (derived from the folder if None)."""
+    """Import a local Hugging Face-format folder under ``name`` (derived from the folder if None).
+
+    Every import checks the weights against config.json (names and shapes; see
+    ``check_config_against_weights``) before anything is registered; ``load_check`` also
+    loads the stored model and runs a forward pass, as a Hub import does. ``follow_links``
+    allows files that are links out of the folder (registry/ingest/source_files.py)."""
     reporter = reporter or NullReporter()
     source = Path(source).expanduser().absolute()
     name = validate_name(name) if name is not None else derive_name(source.name)
@@ -157,13 +172,25 @@ def import_folder(
                           "pass a model folder, or a Hub repo id such as Qwen/Qwen2.5-0.5B")
 
     # Everything below, up to ensure_store, only reads.
-    sel = select_files(_list_files(source), str(source))
+    listing = scan_folder(source, follow_links=follow_links)
+    sel = select_files(listing.paths, str(source))
+    for relpath in [*filter(None, [sel.index]), *sel.weights, *sel.files]:
+        if relpath in listing.problems:
+            raise SourceError(source / relpath, f"{source / relpath} {listing.problems[relpath]}",
+                              "replace it with the file itself (links out of the folder: --follow-links)"
+                              if "outside the folder" in listing.problems[relpath] else
+                              "replace it with the file itself")
+    sel.skipped.update((p, why) for p, why in listing.problems.items() if p not in sel.skipped)
     weight_map = apply_index(sel, (source / sel.index).read_bytes(), str(source)) if sel.index else None
     config = read_config((source / CONFIG_FILE).read_bytes(), str(source))
     model_type = check_supported(config.get("model_type"), f" in {source / CONFIG_FILE}")
+    expected = expected_tensors(config)
+    if expected is None:  # no closed form: the meta-device model, in the worker, meanwhile
+        start_worker(model_type)
     seen: dict[str, str] = {}
+    found: dict[str, tuple[int, ...]] = {}
     for relpath in sel.weights:
-        check_weight_file(source / relpath, relpath, seen)
+        check_weight_file(source / relpath, relpath, seen, shapes=found)
     if weight_map is not None and set(weight_map) != set(seen):
         missing = sorted(set(weight_map) - set(seen)) or sorted(set(seen) - set(weight_map))
         raise SafetensorsError(source / sel.index, f"index and shards disagree about tensor {missing[0]!r}")
@@ -173,6 +200,9 @@ def import_folder(
         lambda m: isinstance(m.origin, LocalOrigin) and m.origin.path == str(source))
     sources = [source / p for p in sel.weights + sel.files]
     check_free_space(workspace, sum(p.stat().st_size for p in sources), sources)
+
+    if expected is not None:
+        check_config_against_weights(source, expected, found, [])
 
     workspace.ensure_store()
     parts = ManifestParts()
@@ -200,12 +230,30 @@ def import_folder(
         params=parts.params,
         files=parts.files,
         tensors=parts.tensors,
-        origin=LocalOrigin(path=str(source), files=parts.origin_files),
+        origin=LocalOrigin(path=str(source), files=parts.origin_files, hub_repo=listing.hub_repo,
+                           hub_commit=listing.hub_commit),
     )
+    if expected is None:
+        implied, kept = expected_from_worker(config, source.name)
+        check_config_against_weights(source, implied, found, kept)
+    if load_check:
+        check = check_loads(workspace, manifest)
+        reporter.status("load", check.detail)
     entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
     return ImportResult(entry=entry, manifest_digest=entry.manifest, manifest=manifest, stats=parts.stats,
                         skipped=sel.skipped)
+
+
+def check_config_against_weights(source: Path, expected: dict[str, tuple[int, ...]],
+                                  found: dict[str, tuple[int, ...]], kept: list[str]) -> None:
+    """The tensors in the files are the ones config.json implies (names and shapes): a config
+    that says hidden size 100000 over tiny weights, or weights missing a layer, is refused
+    here, in one line naming the first wrong tensor, not when a load allocates 80 GB."""
+    problem = compare(expected, found, kept)
+    if problem:
+        raise SourceError(source, f"{source}: {problem}",
+                          "the weights do not match config.json; fix the config or the weights")
 
 
 def decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy,
@@ -214,18 +262,6 @@ def decide_conflict(workspace: Workspace, name: str, policy: ConflictPolicy,
     keep its answer, refuse at once under "cancel" unless the name came from this source."""
     _, choice = resolve_conflict(workspace, name, policy, same_source)
     return choice or policy
-
-
-def _list_files(folder: Path) -> list[str]:
-    """Relative paths of the regular files in ``folder`` (following links: HF cache snapshots are links)."""
-    paths = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = Path(dirpath).relative_to(folder)
-        for filename in filenames:
-            if (Path(dirpath) / filename).is_file():
-                paths.append(str(rel / filename) if rel.parts else filename)
-    return paths
 
 
 def _local_license(source: Path, sel: FileSelection) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 
 from registry.views import GENERATED_FILES, file_path_problem
@@ -85,6 +86,8 @@ def select_files(paths: list[str], where: str) -> FileSelection:
                 sel.files.append(path)
         else:
             sel.skipped[path] = "not a model, config or tokenizer file"
+    if sel.index is None:
+        _check_shard_series(sel.weights, where)
     if CONFIG_FILE not in sel.files:
         raise SourceError(where, f"{where} has no {CONFIG_FILE}",
                           "point at a Hugging Face-format model folder (with config.json)")
@@ -94,6 +97,24 @@ def select_files(paths: list[str], where: str) -> FileSelection:
         raise SourceError(where, f"{where} has no *.safetensors weights",
                           "point at a folder with safetensors weights")
     return sel
+
+
+_SHARD = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<total>\d{5})\.safetensors$")
+
+
+def _check_shard_series(weights: list[str], where: str) -> None:
+    """Without an index, shards named ``*-0000i-of-0000N`` must all be there."""
+    series: dict[tuple[str, int], set[int]] = {}
+    for path in weights:
+        m = _SHARD.match(path)
+        if m:
+            series.setdefault((m["stem"], int(m["total"])), set()).add(int(m["part"]))
+    for (stem, total), parts in sorted(series.items()):
+        missing = sorted(set(range(1, total + 1)) - parts)
+        if missing:
+            name = f"{stem}-{missing[0]:05d}-of-{total:05d}.safetensors"
+            raise SourceError(where, f"{where} has {len(parts)} of the {total} shards of {stem} and no index: "
+                                     f"{name} is missing", "the download is incomplete; fetch the missing shards")
 
 
 def index_shards(index_bytes: bytes) -> list[str]:
