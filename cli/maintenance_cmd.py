@@ -46,13 +46,34 @@ def delete_model_cmd(ctx, name, yes, delete_files) -> None:
 @click.option("--dry-run", is_flag=True, help="With --fix: show the plan and change nothing.")
 @click.option("--yes", "-y", is_flag=True,
               help="With --fix: do not ask before steps that move or replace files.")
+@click.option("--upstream", is_flag=True,
+              help="Also rebuild every Hub model's files from the store and check them against the Hub's "
+                   "sha256 (offline).")
 @click.pass_context
-def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes) -> None:
+def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes, upstream) -> None:
     """Check the registry, manifests, objects and views (exit 1 on errors); --fix repairs."""
     from cli.maintenance_text import outcome_text, plan_text, validation_text
 
     if (dry_run or yes) and not fix:
         raise UsageError("--dry-run and --yes apply to --fix", "add --fix, or drop them")
+    if upstream and (fix or fast):
+        raise UsageError("--upstream checks, it does not repair or skip hashing", "drop --fix and --fast")
+    if upstream:
+        from registry.check.validate import validate
+        from registry.export import verify_upstream
+
+        report = validate(workspace(ctx), deep=True, reporter=CliReporter())
+        checks = verify_upstream(workspace(ctx), reporter=CliReporter()) if report.ok else []
+        if as_json:
+            click.echo(to_json({**report.to_builtins(), "upstream": [
+                {"model": c.model, "file": c.relpath, "hash": c.kind, "ok": c.problem is None,
+                 "problem": c.problem} for c in checks]}))
+        else:
+            click.echo(validation_text(report))
+            for c in checks:
+                click.echo(f"{c.model}: {c.relpath}: " + (f"matches the Hub's {c.kind}" if c.problem is None
+                                                          else f"DIFFERS: {c.problem}"))
+        ctx.exit(0 if report.ok and all(c.problem is None for c in checks) else 1)
     if not fix:
         from registry.check.validate import validate
 

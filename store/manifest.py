@@ -38,12 +38,23 @@ class TensorEntry(Record):
 
 
 class OriginFile(Record):
-    """One file as it was upstream; weight files list the tensors they held."""
+    """One file as it was upstream; weight files list the tensors they held.
+
+    ``header`` and ``content`` keep, as ordinary blobs, the upstream bytes the manifest holds
+    nowhere else, so that ``export-model`` rebuilds every file byte for byte: a weight
+    file's safetensors header (its 8-byte length and JSON, padding included; the data is the
+    tensor blobs', in the header's offsets), and the whole checkpoint index (the view
+    generates its own)."""
 
     size: int
     sha256: str | None = None  # the Hub's LFS sha256, when there is one
     git_oid: str | None = None  # the Hub's git blob id, for files not in LFS
     tensors: list[str] = []
+    header: FileEntry | None = None
+    content: FileEntry | None = None
+
+    def kept(self) -> list[FileEntry]:
+        return [e for e in (self.header, self.content) if e is not None]
 
 
 class HubOrigin(Record, tag="huggingface", tag_field="kind"):
@@ -97,7 +108,13 @@ class Manifest(Record):
         digests.update(t.digest for t in self.tensors.values())
         if self.training is not None:
             digests.update(f.digest for f in self.training.optimizer.values())
+        digests.update(e.digest for e in self.origin_blobs())
         return digests
+
+    def origin_blobs(self) -> list[FileEntry]:
+        """The upstream bytes kept for a byte-exact export (headers, the index)."""
+        files = getattr(self.origin, "files", None) or {}
+        return [e for f in files.values() for e in f.kept()]
 
     def expected_sizes(self) -> dict[str, int]:
         """digest -> size every referenced object must have."""
@@ -105,6 +122,7 @@ class Manifest(Record):
         sizes.update((t.digest, t.blob_size(name)) for name, t in self.tensors.items())
         if self.training is not None:
             sizes.update((f.digest, f.size) for f in self.training.optimizer.values())
+        sizes.update((e.digest, e.size) for e in self.origin_blobs())
         return sizes
 
     def same_version(self, other: Manifest) -> bool:

@@ -88,6 +88,7 @@ class TensorStream:
         self.head = bytearray()  # the first 8 bytes, then the JSON header
         self.head_size = min(8, self.size)  # how much of it to buffer before looking again
         self.header: TensorFileHeader | None = None
+        self.header_bytes = b""  # the 8-byte length and the JSON header, once parsed
         self.error: ModelStoreError | None = None
         self.order: list[TensorSpec] = []  # tensors by position in the file
         self.next = 0  # index in ``order`` of the tensor being received
@@ -143,6 +144,7 @@ class TensorStream:
         except ModelStoreError as e:
             self.error = e
             return len(data)
+        self.header_bytes = bytes(self.head)  # as published: kept for a byte-exact export
         self.header, self.head = header, bytearray()
         self.order = sorted(header.tensors, key=lambda s: (s.start, s.end))
         return taken

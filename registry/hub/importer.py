@@ -57,6 +57,7 @@ from registry.ingest.folder import (
     decide_conflict,
     ingest_file,
     ingest_weight_file,
+    keep_bytes,
     record_weight_file,
     report_selection,
 )
@@ -232,8 +233,9 @@ class _HubImport:
     def plan(self, sel: FileSelection) -> list[RemoteFile]:
         """The files still to fetch: not the weight files whose every blob is already stored."""
         self.stored_shards = {
-            sha256: tensors for sha256, tensors in _stored_shards(self.workspace).items()
+            sha256: (tensors, header) for sha256, (tensors, header) in _stored_shards(self.workspace).items()
             if all(self.workspace.objects.size(t.digest) == t.blob_size(n) for n, t in tensors.items())
+            and (header is None or self.workspace.objects.size(header.digest) == header.size)
         }
         return [self.snap.files[p] for p in sel.weights + sel.files
                 if p not in self.small and self.snap.files[p].sha256 not in self.stored_shards]
@@ -257,7 +259,9 @@ class _HubImport:
                 self.pending = stream_weight_file(self.workspace, self.hub, self.snap.commit, f, seen, weight_map,
                                                   self.where, bar=bar, label=label)
                 stored = self.pending.stored()
-                record_weight_file(self.parts, stored, relpath, f.origin())
+                origin = f.origin()
+                origin.header = keep_bytes(self.workspace, self.pending.header_bytes, self.parts)
+                record_weight_file(self.parts, stored, relpath, origin)
             else:
                 check_weight_file(cached, relpath, seen, name=f"{self.where}/{relpath}")
                 names = [n for n, shard in seen.items() if shard == relpath]
@@ -285,7 +289,7 @@ class _HubImport:
             pass  # publish() removed its blobs: the next run fetches that file again
 
     def _reuse_shard(self, f: RemoteFile, seen: dict[str, str], weight_map: dict[str, str] | None) -> None:
-        tensors = self.stored_shards[f.sha256]  # type: ignore[index]
+        tensors, header = self.stored_shards[f.sha256]  # type: ignore[index]
         for name in tensors:
             if name in seen:
                 raise SafetensorsError(f"{self.where}/{f.path}", f"tensor {name!r} is also in {seen[name]}")
@@ -293,6 +297,7 @@ class _HubImport:
         check_index(weight_map, f.path, list(tensors), self.where)
         origin = f.origin()
         origin.tensors = list(tensors)
+        origin.header = header
         self.parts.tensors.update(tensors)
         self.parts.origin_files[f.path] = origin
         for name, t in tensors.items():
@@ -308,6 +313,10 @@ class _HubImport:
         the manifest they make."""
         self.ingest_weights(sel, weight_map)
         self.ingest_files(sel)
+        if sel.index:  # kept as published: the view generates its own, export gives this one back
+            origin = self.snap.files[sel.index].origin()
+            origin.content = keep_bytes(self.workspace, self.fetch_small(sel.index), self.parts)
+            self.parts.origin_files[sel.index] = origin
         for component in ("config", "tokenizer", "processor"):
             files = [p for p in sel.files if sel.component(p) == component]
             if files:
@@ -371,9 +380,10 @@ class _HubImport:
         return check
 
 
-def _stored_shards(workspace: Workspace) -> dict[str, dict[str, TensorEntry]]:
-    """Upstream sha256 -> tensors, for every Hub weight file a registered model was made from."""
-    shards: dict[str, dict[str, TensorEntry]] = {}
+def _stored_shards(workspace: Workspace) -> dict[str, tuple[dict[str, TensorEntry], FileEntry | None]]:
+    """Upstream sha256 -> (tensors, kept header), for every Hub weight file a registered model
+    was made from."""
+    shards: dict[str, tuple[dict[str, TensorEntry], FileEntry | None]] = {}
     for entry in workspace.read_registry().models.values():
         try:
             manifest = workspace.manifest(entry.manifest)
@@ -383,7 +393,7 @@ def _stored_shards(workspace: Workspace) -> dict[str, dict[str, TensorEntry]]:
             continue
         for origin in manifest.origin.files.values():
             if origin.sha256 and origin.tensors and all(t in manifest.tensors for t in origin.tensors):
-                shards.setdefault(origin.sha256, {t: manifest.tensors[t] for t in origin.tensors})
+                shards.setdefault(origin.sha256, ({t: manifest.tensors[t] for t in origin.tensors}, origin.header))
     return shards
 
 

@@ -38,7 +38,7 @@ from store.errors import SafetensorsError, SourceError, StoreIOError
 from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.sourcecache import SourceCache
-from store.tensorfile import TensorSpec, read_header
+from store.tensorfile import TensorSpec, header_length, read_header
 
 
 @dataclass
@@ -107,8 +107,26 @@ def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: Ma
 
     ``cache``: the source folder's remembered files; an unchanged file is not read again."""
     stored = cache.put_tensors(relpath, path) if cache is not None else workspace.objects.put_tensors(path)
-    record_weight_file(parts, stored, relpath, origin or OriginFile(size=path.stat().st_size))
+    origin = origin or OriginFile(size=path.stat().st_size)
+    origin.header = keep_bytes(workspace, read_head(path), parts)
+    record_weight_file(parts, stored, relpath, origin)
     return stored
+
+
+def read_head(path: Path) -> bytes:
+    """A safetensors file's header as it is on disk: the 8-byte length and the JSON (padding
+    included), everything before the first tensor's data."""
+    with open(path, "rb") as f:
+        first = f.read(8)
+        length = header_length(path, first, os.fstat(f.fileno()).st_size)
+        return first + f.read(length)
+
+
+def keep_bytes(workspace: Workspace, data: bytes, parts: ManifestParts) -> FileEntry:
+    """Keep upstream bytes the manifest holds nowhere else (a header, an index) as a blob."""
+    put = workspace.objects.put_bytes(data)
+    parts.stats.count(put.size, put.written)
+    return FileEntry(digest=put.digest, size=put.size)
 
 
 def record_weight_file(parts: ManifestParts, stored: list[StoredTensor], relpath: str,
@@ -215,6 +233,9 @@ def import_folder(
                     + (f"; {unread} file(s) unchanged since the last import, not read again" if unread else ""))
     for relpath in sel.files:
         ingest_file(workspace, source / relpath, relpath, parts, cache=cache)
+    if sel.index:
+        index = keep_bytes(workspace, (source / sel.index).read_bytes(), parts)
+        parts.origin_files[sel.index] = OriginFile(size=index.size, content=index)
     cache.save()
     for component in ("config", "tokenizer", "processor"):
         files = [p for p in sel.files if sel.component(p) == component]

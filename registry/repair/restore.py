@@ -59,6 +59,8 @@ def restore_from_local(workspace: Workspace, manifest: Manifest, digests: set[st
         if entry.digest in digests and entry.digest not in restored:
             if _restore_file(workspace, folder / relpath, entry.digest, reporter):
                 restored.add(entry.digest)
+    for relpath, origin_file in sorted(origin.files.items()):
+        restored |= _restore_kept(workspace, folder / relpath, origin_file, digests - restored, reporter)
     wanted = {name: t for name, t in manifest.tensors.items() if t.digest in digests}
     for relpath, origin_file in sorted(origin.files.items()):
         names = {n: wanted[n] for n in origin_file.tensors
@@ -79,6 +81,26 @@ def _restore_file(workspace: Workspace, path: Path, digest: str, reporter: Repor
     except (ModelStoreError, OSError) as e:
         reporter.warning(f"cannot restore from {path}: {e}")
         return False
+
+
+def _restore_kept(workspace: Workspace, path: Path, origin_file, digests: set[str], reporter: Reporter) -> set[str]:
+    """A weight file's kept header, or a kept index, from the source file (hashed first)."""
+    from registry.ingest.folder import read_head
+
+    restored = set()
+    for entry, read in ((origin_file.header, read_head), (origin_file.content, Path.read_bytes)):
+        if entry is None or entry.digest not in digests:
+            continue
+        try:
+            data = read(path)
+        except (ModelStoreError, OSError) as e:
+            reporter.warning(f"cannot restore from {path}: {e}")
+            continue
+        if digest_bytes(data) != entry.digest:
+            reporter.warning(f"{path} changed since it was imported")
+        elif workspace.objects.put_bytes(data).digest == entry.digest:
+            restored.add(entry.digest)
+    return restored
 
 
 def _restore_tensors(workspace: Workspace, path: Path, names: dict[str, TensorEntry],

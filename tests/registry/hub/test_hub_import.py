@@ -604,7 +604,8 @@ def test_a_server_ignoring_range_makes_the_split_start_over(workspace, hub_serve
     expected = tensor_digests(folder, "model.safetensors", tmp_path)
     assert {n: t.digest for n, t in result.manifest.tensors.items()} == expected
     assert {d for d, _ in workspace.layout.iter_object_paths()} >= set(expected.values())
-    assert result.stats.new_objects == len(expected) + len(result.manifest.files)
+    assert result.stats.new_objects == (len(expected) + len(result.manifest.files)
+                                        + len(result.manifest.origin_blobs()))
     assert sorted(os.listdir(workspace.layout.tmp)) == []
 
 
@@ -665,8 +666,13 @@ def test_a_shard_header_problem_stops_before_any_of_its_blobs(workspace, hub_ser
     assert str(info.value).startswith(f"{REPO}@{commit[:12]}/model-00002-of-00002.safetensors is not a valid "
                                       f"safetensors file: ")
     assert message in str(info.value)
-    assert {d for d, _ in workspace.layout.iter_object_paths()} == set(first.values())
-    assert temp_blobs_created(tmp_path / "steps.log") == len(first)  # not one of the second shard's
+    # The first shard's blobs and its kept header (for a byte-exact export), nothing of the second.
+    from registry.ingest.folder import read_head
+    from store.digest import digest_bytes
+
+    header = digest_bytes(read_head(folder / "model-00001-of-00002.safetensors"))
+    assert {d for d, _ in workspace.layout.iter_object_paths()} == set(first.values()) | {header}
+    assert temp_blobs_created(tmp_path / "steps.log") == len(first) + 1  # not one of the second shard's
     assert_store_clean(workspace)
 
 
