@@ -110,3 +110,16 @@ def test_a_file_that_is_no_image_is_one_clear_error(workspace, tmp_path):
     bogus.write_text("not a picture")
     with pytest.raises(UsageError, match="is not an image"):
         generate_text(workspace, "vl", prompt="hi", image=bogus, device="cpu")
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_next", "qwen3_5_moe", "qwen2_vl", "qwen3_vl"])
+def test_every_member_fine_tunes_and_its_checkpoint_loads_with_the_same_auto_class(
+        workspace, tmp_path, model_type):
+    """(qwen2_5_vl, qwen3_vl_moe and qwen3_5 fine-tune in the tests above.)"""
+    base = import_folder(workspace, family_model(model_type, tmp_path / "src"), name="base").manifest
+    result = train(workspace, run_config(model_name="base", max_steps=1, save_every=1, eval_every=1))
+    manifest = workspace.manifest(result.checkpoints[-1].digest)
+    assert set(manifest.tensors) == set(base.tensors)  # nothing dropped (mtp.* carried)
+    assert manifest.files == base.files
+    model = auto_class(model_type).from_pretrained(workspace.root / "models" / "ft")
+    assert type(model).__name__ == type(load_model(workspace, "base", device="cpu").model).__name__
