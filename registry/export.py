@@ -17,27 +17,27 @@ complete: a failure leaves nothing half-written. A destination that exists must 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import blake3
 
 from registry.ingest.model_files import INDEX_SUFFIX
 from registry.ops import get_model
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
+from store.digest import digest_bytes
 from store.errors import CorruptObjectError, ModelStoreError
 from store.manifest import HubOrigin, LocalOrigin, Manifest, OriginFile, TensorEntry
 from store.objects import ObjectStore
 from store.tensorfile import canonical_header, parse_header
 
-CHUNK = 8 << 20
 DEFAULT_MAX_SHARD_SIZE = 5_000_000_000  # save_pretrained's default ("5GB")
 DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
@@ -66,7 +66,7 @@ class ExportResult:
 class _Out:
     relpath: str
     size: int
-    write: Callable[[int, Callable[[int], None]], None]  # (fd, progress) -> None; raises on a mismatch
+    write: Callable[[int | None, Callable[[int], None]], None]  # (fd or None: hash only, progress); raises
     checked: bool = False  # against an upstream hash
 
 
@@ -220,77 +220,88 @@ class _Upstream:
                                                   f"{self.kind} recorded at import", "run validate-registry --fix")
 
 
-def _blob_chunks(objects: ObjectStore, digest: str, skip: int) -> Iterator[memoryview]:
-    """The blob's bytes from ``skip`` on, hashed whole on the way: a blob that does not match
-    its name stops the export (the last chunk is yielded only once the digest is checked)."""
+def _copy_blob(objects: ObjectStore, digest: str, skip: int, fd: int | None, at: int, upstream: _Upstream) -> int:
+    """Copy blob ``digest`` from byte ``skip`` on into ``fd`` at offset ``at``; return the bytes
+    copied. The blob is hashed first (BLAKE3 on every core, from a map of its pages): one that
+    does not match its name stops the export before any of it is written. The copy is the
+    kernel's (``copy_file_range``: no Python buffers); the upstream hash reads the same
+    mapped pages."""
     path = objects.path(digest)
-    hasher = blake3.blake3()
     with open(path, "rb") as f:
-        pending: memoryview | None = None
-        pos = 0
-        while chunk := f.read(CHUNK):
-            hasher.update(chunk)
-            view = memoryview(chunk)
-            start = max(0, skip - pos)
-            pos += len(chunk)
-            if pending is not None:
-                yield pending
-            pending = view[start:] if start < len(view) else None
-        if hasher.hexdigest() != digest:
-            raise CorruptObjectError(digest, path, None, "its bytes no longer match its name")
-        if pending is not None:
-            yield pending
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            mapped = None
+        else:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            if digest_bytes(*([mapped] if mapped is not None else [])) != digest:
+                raise CorruptObjectError(digest, path, None, "its bytes no longer match its name")
+            if mapped is not None and size > skip:
+                with memoryview(mapped) as view:
+                    upstream.update(view[skip:])
+        finally:
+            if mapped is not None:
+                mapped.close()
+        count, src = (size - skip, skip) if fd is not None else (0, 0)  # None: hash only
+        while count > 0:
+            done = os.copy_file_range(f.fileno(), fd, count, src, at)
+            if done == 0:
+                raise OSError(errno.EIO, f"copy_file_range stopped short copying {path}")
+            count, src, at = count - done, src + done, at + done
+    return max(size - skip, 0)
 
 
-def _write_all(fd: int, data) -> None:
+def _write_all(fd: int | None, data, at: int) -> None:
+    if fd is None:
+        return
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
 
 
 def _blob_writer(objects: ObjectStore, digest: str, f: OriginFile | None, relpath: str):
     def write(fd: int, progress: Callable[[int], None]) -> None:
-        upstream, written = _Upstream(f, relpath), 0
-        for chunk in _blob_chunks(objects, digest, 0):
-            _write_all(fd, chunk)
-            upstream.update(chunk)
-            written += len(chunk)
-            progress(len(chunk))
+        upstream = _Upstream(f, relpath)
+        written = _copy_blob(objects, digest, 0, fd, 0, upstream)
+        progress(written)
         upstream.check(written)
     return write
 
 
 def _bytes_writer(data: bytes):
     def write(fd: int, progress: Callable[[int], None]) -> None:
-        _write_all(fd, data)
+        _write_all(fd, data, 0)
         progress(len(data))
     return write
 
 
 def _weight_writer(objects: ObjectStore, manifest: Manifest, f: OriginFile, head: bytes, relpath: str):
     def write(fd: int, progress: Callable[[int], None]) -> None:
-        header = head or b"".join(_blob_chunks(objects, f.header.digest, 0))
+        header = head or _read_checked(objects, f.header.digest)
         specs = parse_header(Path(relpath), header[8:], f.size).tensors
         upstream = _Upstream(f, relpath)
-        _write_all(fd, header)
+        _write_all(fd, header, 0)
         upstream.update(header)
         progress(len(header))
         written = len(header)
         for spec in sorted(specs, key=lambda s: s.start):
             if spec.start > written:  # a gap in the data section (never seen): zeros
                 gap = bytes(spec.start - written)
-                _write_all(fd, gap)
+                _write_all(fd, gap, written)
                 upstream.update(gap)
                 written = spec.start
             t = manifest.tensors[spec.name]
             skip = len(canonical_header(spec.name, t.dtype, t.shape, t.nbytes))
-            for chunk in _blob_chunks(objects, t.digest, skip):
-                _write_all(fd, chunk)
-                upstream.update(chunk)
-                written += len(chunk)
-                progress(len(chunk))
+            copied = _copy_blob(objects, t.digest, skip, fd, written, upstream)
+            written += copied
+            progress(copied)
         upstream.check(written)
     return write
+
+
+def _read_checked(objects: ObjectStore, digest: str) -> bytes:
+    return objects.read_bytes(digest, verify=True)
 
 
 @dataclass
@@ -320,13 +331,10 @@ def verify_upstream(workspace: Workspace, names: list[str] | None = None,
                 continue
             f = upstream[out.relpath]
             check = UpstreamCheck(name, out.relpath, "sha256" if f.sha256 else "git blob id")
-            fd = os.open(os.devnull, os.O_WRONLY)
             try:
-                out.write(fd, lambda n: None)
+                out.write(None, lambda n: None)  # hash only: nothing is written
             except ModelStoreError as e:
                 check.problem = e.message
-            finally:
-                os.close(fd)
             checks.append(check)
     bad = sum(1 for c in checks if c.problem)
     reporter.status("upstream", f"{len(checks)} file(s) rebuilt from the store, {bad} not as published")
