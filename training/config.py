@@ -34,7 +34,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from store.errors import ConfigError
+from training.errors import ConfigError
 
 PROJECT_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus.txt"
 

@@ -21,7 +21,7 @@ from registry.registry_file import RegistryDoc
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.view_check import check_view
 from registry.workspace import Workspace
-from store.errors import CorruptObjectError, ObjectMissingError
+from store.errors import CorruptObjectError, Next, ObjectMissingError, Text
 from store.quarantine import list_quarantine, quarantined_digests
 from store.verify import ObjectCheck, check_objects, inventory, stray_entries
 
@@ -154,8 +154,8 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         unreferenced = [o for o in inventory(workspace.objects) if o.digest not in keep]
         if unreferenced:
             size = human_bytes(sum(o.size for o in unreferenced))
-            found.append(finding("object-unreferenced", f"{len(unreferenced)} objects ({size}) are not "
-                                 "reached by any registered model; `modelstore gc` removes them",
+            found.append(finding("object-unreferenced", Text(f"{len(unreferenced)} objects ({size}) are not "
+                                 "reached by any registered model; `", Next("gc"), "` removes them"),
                                  path=".modelstore/objects"))
     for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
                  workspace.models_dir):

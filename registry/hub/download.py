@@ -49,7 +49,7 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
 from store import fsops
-from store.errors import (
+from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,
     HubError,
@@ -57,8 +57,8 @@ from store.errors import (
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnsafePathError,
-    ModelStoreError,
 )
+from store.errors import ModelStoreError
 from store.manifest import OriginFile
 
 # A reset connection is resumed this many times per file (the client retries timeouts and

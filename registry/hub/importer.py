@@ -65,7 +65,8 @@ from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.loadcheck import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
-from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
+from registry.hub.errors import HubGatedRepoError
+from store.errors import CorruptObjectError, ModelStoreError, SafetensorsError, Text, text_of
 from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso
 from store.tensorstream import TensorStream
 
@@ -402,7 +403,8 @@ def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str]
             with hub.fetch_file(origin.commit, f, workspace.layout.tmp, bar=bar) as (path, _):
                 produced = _split_again(workspace, manifest, relpath, path)
         except ModelStoreError as e:
-            reporter.warning(f"could not restore {relpath} from {origin.repo_id}@{origin.commit[:12]}: {e}")
+            reporter.warning(Text(f"could not restore {relpath} from {origin.repo_id}@{origin.commit[:12]}: ",
+                                  text_of(e)))
             continue
         # A present object is kept as it is (put_* skips it): count it only if it hashes right.
         done = {d for d in wanted & produced if workspace.objects.rehash(d) == d}

@@ -25,7 +25,7 @@ from pathlib import Path
 from registry.report import Reporter
 from registry.workspace import Workspace
 from store.digest import digest_bytes, digest_file
-from store.errors import ModelStoreError
+from store.errors import ModelStoreError, Text, text_of
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TensorEntry
 from store.tensorfile import canonical_header, read_header
 
@@ -77,7 +77,7 @@ def _restore_file(workspace: Workspace, path: Path, digest: str, reporter: Repor
             return False
         return workspace.objects.put_file(path).digest == digest
     except (ModelStoreError, OSError) as e:
-        reporter.warning(f"cannot restore from {path}: {e}")
+        reporter.warning(Text(f"cannot restore from {path}: ", text_of(e)))
         return False
 
 
@@ -114,7 +114,7 @@ def _restore_tensors(workspace: Workspace, path: Path, names: dict[str, TensorEn
                 if mapped is not None:
                     mapped.close()
     except (ModelStoreError, OSError) as e:
-        reporter.warning(f"cannot restore from {path}: {e}")
+        reporter.warning(Text(f"cannot restore from {path}: ", text_of(e)))
     return restored
 
 
