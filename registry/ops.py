@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from registry import debris
 from registry.lineage import children_of
 from registry.names import validate_name
 from registry.check.registry_check import lost_registry
@@ -339,9 +339,8 @@ def _finish_committed_delete(workspace: Workspace, name: str, delete_files: bool
     the registry's previous generation, the one that delete replaced, still naming it."""
     if name in workspace.read_registry().models or not workspace.models_dir.is_dir():
         return None
-    pattern = re.compile(rf"\.deleted-{re.escape(name)}-\d+-[0-9a-f]+\.tmp")
     remains = [workspace.models_dir / e.name for e in os.scandir(workspace.models_dir)
-               if pattern.fullmatch(e.name)]
+               if debris.is_deleted_view(e.name, name)]
     if leftover_view(workspace, name):
         remains.append(workspace.view_path(name))
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from registry import debris
 from registry.check.findings import Finding, ValidationReport, finding
 from registry.names import STORE_FILES
 from registry.space.reachable import Reachable, reachable
@@ -26,7 +27,6 @@ from store.quarantine import list_quarantine, quarantined_digests
 from store.verify import ObjectCheck, check_objects, inventory, stray_entries
 
 # Leftovers of views.build_view / remove_view interrupted by a crash (see registry/views.py).
-VIEW_DEBRIS_PREFIXES = (".view-", ".deleted-", ".old-")
 
 
 def validate(workspace: Workspace, *, deep: bool = True, reporter: Reporter | None = None,
@@ -143,7 +143,7 @@ def orphan_findings(workspace: Workspace, doc: RegistryDoc) -> list[Finding]:
 
 
 def view_debris(workspace: Workspace) -> list[Path]:
-    return [Path(e.path) for e in _models_entries(workspace) if e.name.startswith(VIEW_DEBRIS_PREFIXES)]
+    return [Path(e.path) for e in _models_entries(workspace) if debris.is_debris(e.name)]
 
 
 def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
