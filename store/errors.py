@@ -93,9 +93,15 @@ FIX = Next("validate-registry", "--fix")
 VALIDATE = Next("validate-registry")
 
 
+def words(*parts: str | Next | Text) -> Hint:
+    """``parts`` joined: a ``Text`` where they name a next action, else a plain ``str``."""
+    text = Text(*parts)
+    return text if text.actions else str(text)
+
+
 def text_of(error: BaseException) -> Hint:
     """What ``error`` says, with its next action kept as a value where it has one."""
-    return error.text if isinstance(error, ModelStoreError) else str(error)
+    return words(error.text) if isinstance(error, ModelStoreError) else str(error)
 
 
 class ModelStoreError(Exception):

@@ -23,7 +23,7 @@ from registry.workspace import Workspace
 from store import fsops
 from store.digest import digest_bytes
 from registry.errors import StoreChangedError
-from store.errors import Hint, ModelStoreError, Text, text_of
+from store.errors import Hint, ModelStoreError, text_of, words
 from store.layout import OBJECT_MODE
 from store.quarantine import keep_copy, move_aside, quarantined_digests, record_lost
 
@@ -139,7 +139,7 @@ def _rebuild_view(workspace: Workspace, name: str, outcome: RepairOutcome) -> No
     try:
         manifest = workspace.manifest(entry.manifest)
     except ModelStoreError as e:
-        outcome.failed.append(Text(f"the view of {name!r} cannot be rebuilt: ", text_of(e)))
+        outcome.failed.append(words(f"the view of {name!r} cannot be rebuilt: ", text_of(e)))
         return
     view = workspace.view_path(name)
     if os.path.lexists(view) and (os.path.islink(view) or not os.path.isdir(view)):
