@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from adapters.family import FAMILY, REFUSED
-from store.errors import UnsupportedArchitectureError
+from adapters.errors import UnsupportedArchitectureError
 
 if TYPE_CHECKING:
     from adapters.base import Adapter

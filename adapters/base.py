@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from adapters.blobs import dtype_name, map_tensors, put_torch_tensor, read_config
-from store.errors import ModelCheckError
+from adapters.errors import ModelCheckError
 from store.manifest import Manifest, TensorEntry
 from store.objects import ObjectStore
 

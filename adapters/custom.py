@@ -22,7 +22,8 @@ import torch.nn as nn
 
 from adapters.base import Adapter
 from adapters.transformer import Transformer, TransformerConfig
-from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
+from adapters.errors import ModelCheckError, UnsupportedArchitectureError
+from store.errors import SourceError
 
 MODEL_TYPE = "modelstore_transformer"
 ARCHITECTURE = "Transformer"

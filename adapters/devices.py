@@ -12,7 +12,8 @@ import re
 
 import torch
 
-from store.errors import DeviceUnavailableError, UsageError
+from adapters.errors import DeviceUnavailableError
+from store.errors import UsageError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)

@@ -33,7 +33,8 @@ import torch.nn as nn
 
 from adapters.base import Adapter, Decoder
 from adapters.family import auto_class_name, takes_images
-from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
+from adapters.errors import ModelCheckError, UnsupportedArchitectureError
+from store.errors import SourceError
 
 
 class _CpuKernelAdvice(logging.Filter):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from store.errors import ModelCheckError, UsageError
+from adapters.errors import ModelCheckError
+from store.errors import UsageError
 
 IMAGE_TOKEN = "<|image_pad|>"
 PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json",

@@ -19,4 +19,7 @@ __all__ = ["cli", "main"]
 def main() -> None:
     """The ``modelstore`` console command (``pip install .``): the same commands as
     ``python main.py``."""
+    from cli import errors
+
+    errors.COMMAND_LINE = "modelstore"  # next steps are spelled as the command the user typed
     cli(prog_name="modelstore")

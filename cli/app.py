@@ -17,15 +17,15 @@ import click
 from cli import errors
 from cli.version import __version__
 from registry.report import Reporter
-from store.errors import ModelStoreError
+from store.errors import Hint, ModelStoreError
 
 
 class CliReporter(Reporter):
-    def status(self, component: str, message: str) -> None:
-        click.echo(f"  {component:<10} {errors.spell(message)}", err=True)
+    def status(self, component: str, message: Hint) -> None:
+        click.echo(f"  {component:<10} {errors.say(message)}", err=True)
 
-    def warning(self, message: str) -> None:
-        click.echo(f"warning: {errors.spell(message)}", err=True)
+    def warning(self, message: Hint) -> None:
+        click.echo(f"warning: {errors.say(message)}", err=True)
 
     def progress_bar(self) -> type | None:
         # huggingface_hub's bar: percentage, speed, time left, total size; it stays quiet when

@@ -1,13 +1,11 @@
 """The one place where the project's errors become a message on stderr and an exit code, and
-where a next action (``modelstore gc``, as the library names it) becomes the command to type."""
+where a next action (a ``Next`` value, as the library names it) becomes the command to type."""
 
 from __future__ import annotations
 
-import re
-
 import click
 
-from store.errors import ModelStoreError
+from store.errors import Hint, ModelStoreError, Next, Text
 
 
 def fail(message: str, code: int) -> None:
@@ -17,7 +15,7 @@ def fail(message: str, code: int) -> None:
 
 def message(error: ModelStoreError) -> str:
     """The error's one line: what went wrong, then the next step."""
-    return spell(str(error))
+    return say(error.text)
 
 
 def report(error: BaseException) -> None:
@@ -33,12 +31,17 @@ def report(error: BaseException) -> None:
     raise error
 
 
-# Library text names a next action as ``modelstore COMMAND ...`` (the installed tool's name);
-# this is the one place that spells it as the command line this checkout runs.
-_ACTION = re.compile(r"\bmodelstore (?=(?:import-model|list-models|model-info|lineage|du|delete-model|gc"
-                     r"|validate-registry|train|register|generate)\b)")
+# The command line this checkout runs; the library names a next action as a ``Next`` value.
+COMMAND_LINE = "python main.py"
 
 
-def spell(text: str) -> str:
-    """``text`` with every next action written as the command to type."""
-    return _ACTION.sub("python main.py ", text)
+def command(action: Next) -> str:
+    """``action`` as the command to type."""
+    return " ".join((COMMAND_LINE, action.command, *action.args))
+
+
+def say(text: Hint) -> str:
+    """``text`` with every next action in it written as the command to type."""
+    if isinstance(text, Text):
+        return "".join(part if isinstance(part, str) else command(part) for part in text.parts)
+    return text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from cli.app import cli, workspace
-from cli.output import lineage_doc, to_json, usage_doc
+from cli.output import lineage_doc, model_info_doc, to_json, usage_doc
 
 
 @cli.command("list-models")
@@ -33,7 +33,7 @@ def model_info_cmd(ctx, name, as_json) -> None:
     from registry.info import model_info
 
     info = model_info(workspace(ctx), name)
-    click.echo(to_json(info.to_builtins()) if as_json else model_info_text(info))
+    click.echo(to_json(model_info_doc(info)) if as_json else model_info_text(info))
 
 
 @cli.command("lineage")

@@ -7,7 +7,7 @@ import click
 
 from cli import app
 from cli.app import CliReporter, cli, workspace
-from cli.output import repair_doc, to_json
+from cli.output import repair_doc, to_json, validation_doc
 from store.errors import UsageError
 
 
@@ -78,7 +78,7 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes, upstream) -> No
         from registry.check.validate import validate
 
         report = validate(workspace(ctx), deep=not fast, reporter=CliReporter())
-        click.echo(to_json(report.to_builtins()) if as_json else validation_text(report))
+        click.echo(to_json(validation_doc(report)) if as_json else validation_text(report))
         ctx.exit(0 if report.ok else 1)
 
     def on_plan(report, plan) -> bool:

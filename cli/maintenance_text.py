@@ -11,12 +11,12 @@ from registry.space.gc import GcOutcome
 from registry.check.findings import ValidationReport
 from registry.repair.fix import RepairResult
 from registry.repair.plan import RepairPlan
-from cli.errors import spell
+from cli.errors import say
 from registry.report import human_bytes
 
 
 def _validation_text(report: ValidationReport) -> str:
-    return "\n".join([f.line() for f in report.findings] + [report.summary()])
+    return "\n".join([say(f.line()) for f in report.findings] + [report.summary()])
 
 
 def _plan_text(plan: RepairPlan) -> str:
@@ -29,22 +29,23 @@ def _plan_text(plan: RepairPlan) -> str:
                      "* = moves or replaces files, kept in .modelstore/quarantine/):")
         for step in plan.steps:
             mark = "*" if step.destructive else "-"
-            lines.append(f"    {step.text}" if step.text.startswith("  ") else f"  {mark} {step.text}")
+            text = say(step.text)
+            lines.append(f"    {text}" if text.startswith("  ") else f"  {mark} {text}")
     if plan.cannot:
         lines.append("cannot be repaired by --fix:")
-        lines += [f"  ! {text}" for text in plan.cannot]
+        lines += [f"  ! {say(text)}" for text in plan.cannot]
     return "\n".join(lines)
 
 
 def _outcome_text(result: RepairResult) -> str:
     if result.outcome is None:
         return "" if result.plan.empty else "dry run: nothing was changed"
-    lines = ["done:"] + [f"  - {line}" for line in result.outcome.done]
+    lines = ["done:"] + [f"  - {say(line)}" for line in result.outcome.done]
     if result.outcome.failed:
         lines.append("not repaired:")
-        lines += [f"  ! {line}" for line in result.outcome.failed]
+        lines += [f"  ! {say(line)}" for line in result.outcome.failed]
     if result.after is not None:
-        lines += [f.line() for f in result.after.errors]
+        lines += [say(f.line()) for f in result.after.errors]
         lines.append(f"after repair: {result.after.summary('checked (what was written was verified)')}")
     return "\n".join(lines)
 
@@ -94,12 +95,12 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def validation_text(report: ValidationReport) -> str:
-    return spell(_validation_text(report))
+    return _validation_text(report)
 
 
 def plan_text(plan: RepairPlan) -> str:
-    return spell(_plan_text(plan))
+    return _plan_text(plan)
 
 
 def outcome_text(result: RepairResult) -> str:
-    return spell(_outcome_text(result))
+    return _outcome_text(result)

@@ -12,6 +12,7 @@ from registry.ingest.folder import ImportResult
 from registry.info import ModelInfo
 from registry.lineage import LineageNode
 from registry.registry_file import RegistryEntry
+from cli.errors import say
 from registry.report import human_bytes
 from registry.space.du import StoreUsage
 from store.manifest import HubOrigin
@@ -66,7 +67,7 @@ def lineage_lines(nodes: list[LineageNode]) -> list[str]:
         else:
             label = f"{node.model_id} (not in the registry)" if node.model_id else "(not in the registry)"
         if node.problem:
-            detail = f"manifest unreadable: {node.problem}"
+            detail = f"manifest unreadable: {say(node.problem)}"
         else:
             step = f" step {node.step}" if node.step is not None else ""
             detail = f"{node.source}{step}, {node.created_at}"

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from registry.ops import ConflictPolicy, get_entry, register
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
-from store.errors import CheckpointGoneError, CheckpointNotFoundError, ModelStoreError
+from registry.errors import CheckpointGoneError, CheckpointNotFoundError
+from store.errors import ModelStoreError
 from store.manifest import Manifest, TrainingOrigin
 
 _REF = re.compile(r"^(?P<name>[^@]+)@step-(?P<step>\d+)$")

@@ -33,7 +33,7 @@ from registry.ops import get_model
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
 from store.digest import digest_bytes
-from store.errors import CorruptObjectError, ModelStoreError
+from store.errors import CorruptObjectError, ModelStoreError, Next, Text
 from store.manifest import HubOrigin, LocalOrigin, Manifest, OriginFile, TensorEntry
 from store.objects import ObjectStore
 from store.tensorfile import canonical_header, parse_header
@@ -214,10 +214,10 @@ class _Upstream:
     def check(self, written: int) -> None:
         if self.file is not None and written != self.file.size:
             raise ExportError(Path(self.relpath), f"{self.relpath}: rebuilt {written:,} bytes, upstream it has "
-                                                  f"{self.file.size:,}", "run validate-registry")
+                                                  f"{self.file.size:,}", Text("check the store: ", Next("validate-registry")))
         if self.hash is not None and self.hash.hexdigest() != self.expected:
             raise ExportError(Path(self.relpath), f"{self.relpath}: the rebuilt bytes do not match the "
-                                                  f"{self.kind} recorded at import", "run validate-registry --fix")
+                                                  f"{self.kind} recorded at import", Text("repair the store: ", Next("validate-registry", "--fix")))
 
 
 def _copy_blob(objects: ObjectStore, digest: str, skip: int, fd: int | None, at: int, upstream: _Upstream) -> int:

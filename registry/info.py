@@ -28,25 +28,6 @@ class ModelInfo:
     checkpoints: list[Checkpoint] = field(default_factory=list)  # of the training run that produced it
     parent_missing: bool = False  # fine_tuned_from names a model that is not registered any more
 
-    def to_builtins(self) -> dict:
-        return {
-            **{k: getattr(self.entry, k) for k in self.entry.__struct_fields__},
-            "license": self.manifest.license,
-            "model_size": self.manifest.params,
-            "file_size": self.file_size,
-            "exclusive_bytes": self.exclusive_bytes,
-            "shared_bytes": self.shared_bytes,
-            "dtypes": self.dtypes,
-            "tensors": len(self.manifest.tensors),
-            "files": sorted(self.manifest.files),
-            "parents": self.manifest.parents,
-            "origin": self.origin,
-            "lineage": [node.__dict__ for node in self.lineage],
-            "children": self.children,
-            "checkpoints": [{**c.__dict__, "available": c.available} for c in self.checkpoints],
-            "parent_missing": self.parent_missing,
-        }
-
 
 def describe_origin(manifest: Manifest) -> str:
     origin = manifest.origin

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from registry.workspace import Workspace, get_entry
-from store.errors import ModelStoreError
+from store.errors import Hint, ModelStoreError, text_of
 from store.manifest import Manifest
 
 
@@ -24,7 +24,7 @@ class LineageNode:
     created_at: str | None = None
     step: int | None = None  # training step, for checkpoints
     parents: list[str] = field(default_factory=list)
-    problem: str | None = None  # set when the manifest cannot be read
+    problem: Hint | None = None  # set when the manifest cannot be read
 
     @property
     def registered(self) -> bool:
@@ -84,7 +84,7 @@ def lineage(workspace: Workspace, name: str) -> list[LineageNode]:
             node.step = manifest.training.step if manifest.training else None
             node.parents = list(manifest.parents)
         else:
-            node.problem = str(manifest)
+            node.problem = text_of(manifest)
         nodes.append(node)
     return nodes
 

@@ -49,7 +49,7 @@ def name_problem(name: object) -> str | None:
 
 
 def validate_name(name: object) -> str:
-    from store.errors import InvalidNameError
+    from registry.errors import InvalidNameError
 
     problem = name_problem(name)
     if problem:

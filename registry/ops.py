@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from registry import debris
 from registry.lineage import children_of
 from registry.names import validate_name
 from registry.check.registry_check import lost_registry
@@ -40,17 +40,16 @@ from registry.views import (
 from registry.workspace import Workspace, get_entry
 from store import fsops
 from store.digest import digest_bytes, is_digest
+from registry.errors import Aborted, InvalidNameError, ModelExistsError, RegistryError, ViewMissingError
 from store.errors import (
-    Aborted,
-    InvalidNameError,
-    ModelExistsError,
+    FIX,
+    VALIDATE,
+    Text,
     ModelStoreError,
     REMOVED_IN_FLIGHT_HINT,
     ObjectMissingError,
-    RegistryError,
     StoreIOError,
     UsageError,
-    ViewMissingError,
 )
 from store.manifest import Manifest, encode_manifest, now_iso, put_manifest
 
@@ -76,7 +75,7 @@ def resolve_conflict(
         if not view_is_disposable(workspace, name):
             raise ModelExistsError(
                 name, f"models/{name} exists but is not registered",
-                "move it away, or run `modelstore validate-registry --fix` to adopt or set it aside",
+                Text("move it away, or run `", FIX, "` to adopt or set it aside"),
             )
         return name, None
     if same_source is not None and policy == "cancel":
@@ -139,7 +138,7 @@ def register(
         if not workspace.registry_path.exists():
             if lost_registry(workspace):
                 raise RegistryError(workspace.registry_path, "it is missing, but models/ still holds views",
-                                    "run `modelstore validate-registry --fix` to recover it first")
+                                    Text("run `", FIX, "` to recover it first"))
             # The store's first model: commit an empty registry before its view appears, so a
             # crash in between leaves an unregistered view, not what looks like a lost registry.
             workspace.write_registry(workspace.read_registry())
@@ -326,10 +325,10 @@ def delete_model(
         try:
             view_removed = remove_view(workspace, name) if delete_files else False
         except StoreIOError as e:
-            raise e.after_commit(
+            raise e.after_commit(Text(
                 f"{name!r} is deleted, but removing its view {entry.local_path}/ failed; free some disk "
-                "space, then `modelstore validate-registry` lists what is left and how to remove it"
-            ) from e
+                "space, then `", VALIDATE, "` lists what is left and how to remove it"
+            )) from e
     return DeleteResult(entry=entry, view_removed=view_removed, children=children)
 
 
@@ -340,9 +339,8 @@ def _finish_committed_delete(workspace: Workspace, name: str, delete_files: bool
     the registry's previous generation, the one that delete replaced, still naming it."""
     if name in workspace.read_registry().models or not workspace.models_dir.is_dir():
         return None
-    pattern = re.compile(rf"\.deleted-{re.escape(name)}-\d+-[0-9a-f]+\.tmp")
     remains = [workspace.models_dir / e.name for e in os.scandir(workspace.models_dir)
-               if pattern.fullmatch(e.name)]
+               if debris.is_deleted_view(e.name, name)]
     if leftover_view(workspace, name):
         remains.append(workspace.view_path(name))
     try:

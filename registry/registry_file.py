@@ -17,7 +17,8 @@ import msgspec
 from store import fsops
 from store.codec import DuplicateKeyError, Record, check_no_duplicate_keys, decode, encode_pretty
 from store.digest import is_digest
-from store.errors import RegistryError, StoreIOError
+from registry.errors import RegistryError
+from store.errors import StoreIOError
 from store.manifest import Source
 
 SCHEMA_VERSION = 1

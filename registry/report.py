@@ -6,14 +6,16 @@ stderr, tests pass one that records them, and the default says nothing.
 
 from __future__ import annotations
 
+from store.errors import Hint
+
 
 class Reporter:
     """Receives progress of a long operation. The base class ignores everything."""
 
-    def status(self, component: str, message: str) -> None:
+    def status(self, component: str, message: Hint) -> None:
         """One line about a step or component (weights, config, tokenizer, verify, ...)."""
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: Hint) -> None:
         """Something the user should know that did not stop the operation."""
 
     def progress_bar(self) -> type | None:
@@ -32,12 +34,12 @@ class RecordingReporter(Reporter):
     """Keeps every line, for tests and for callers that show them later."""
 
     def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
+        self.lines: list[tuple[str, Hint]] = []
 
-    def status(self, component: str, message: str) -> None:
+    def status(self, component: str, message: Hint) -> None:
         self.lines.append((component, message))
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: Hint) -> None:
         self.lines.append(("warning", message))
 
 

@@ -15,12 +15,12 @@ import errno
 import json
 import os
 import posixpath
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from registry import debris
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store import fsops
@@ -166,7 +166,7 @@ def view_in_place(workspace: Workspace, entry: RegistryEntry, manifest: Manifest
     spec = expected_view(entry, manifest)
     final = workspace.view_path(name)
     fsops.mkdirs(workspace.models_dir)
-    staging = fsops.make_temp_dir(workspace.models_dir, f".view-{name}")
+    staging = fsops.make_temp_dir(workspace.models_dir, debris.staging_prefix(name))
     try:
         folders: set[Path] = set()
         for relpath in sorted(spec.links):
@@ -215,7 +215,7 @@ def _swap_into_place(staging: Path, final: Path, replace: bool) -> tuple[bool, P
         try:
             if os.path.isdir(final) and not os.path.islink(final) and fsops.exchange(staging, final):
                 return True, staging  # staging now holds the old view
-            old = final.with_name(f".old-{final.name}-{os.getpid()}")
+            old = debris.replaced(final)
             fsops.rename(final, old)
         except FileNotFoundError:
             continue  # the old view went since the check (a delete without the lock): place ours
@@ -234,7 +234,7 @@ def _take_back(final: Path, old: Path | None) -> None:
         if old is None:
             fsops.rmtree(final)
         elif not fsops.exchange(old, final):
-            aside = final.with_name(f".deleted-{final.name}-{os.getpid()}.tmp")
+            aside = debris.set_aside(final)
             fsops.rename(final, aside)
             fsops.rename(old, final)
             old = aside
@@ -290,7 +290,7 @@ def remove_view(workspace: Workspace, name: str) -> bool:
         return False
     # One rename out of the way, then the removal: nothing new is allocated, so a full disk
     # cannot stop it half-way, and a crash leaves debris (".deleted-") that gc sweeps.
-    doomed = workspace.models_dir / f".deleted-{name}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    doomed = debris.doomed(workspace.models_dir, name)
     fsops.rename(path, doomed)
     try:
         wanted = name in workspace.read_registry().models

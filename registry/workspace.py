@@ -16,7 +16,7 @@ from pathlib import Path
 from registry.names import validate_name
 from registry.registry_file import RegistryDoc, RegistryEntry, read_registry, write_registry
 from store import fsops
-from store.errors import ModelNotFoundError, ViewMissingError
+from registry.errors import ModelNotFoundError, ViewMissingError
 from store.layout import Layout
 from store.lock import writer_lock
 from store.manifest import Manifest, load_manifest

@@ -54,13 +54,14 @@ def check_no_duplicate_keys(data: bytes) -> None:
     JSON parsers keep the last of repeated keys silently; for the registry that would hide
     a damaged or hand-edited file, so duplicates are an error.
     """
+    json.loads(data, object_pairs_hook=no_duplicate_keys)
 
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for key, value in items:
-            if key in seen:
-                raise DuplicateKeyError(key)
-            seen[key] = value
-        return seen
 
-    json.loads(data, object_pairs_hook=pairs)
+def no_duplicate_keys(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook`` that raises ``DuplicateKeyError`` on a repeated key."""
+    seen: dict[str, Any] = {}
+    for key, value in items:
+        if key in seen:
+            raise DuplicateKeyError(key)
+        seen[key] = value
+    return seen

@@ -1,9 +1,13 @@
-"""The project's errors: one small hierarchy, shared by every layer.
+"""The store's errors, and what every error of the project shares.
 
 Every error carries the name, digest or path it is about, subclasses the builtin that fits
-(``LookupError``, ``OSError``, ``ValueError``), and renders as one line that names the
-problem and the next step. ``cli.errors`` maps them to a message and an exit code in one place;
-library code raises them and never exits.
+(``LookupError``, ``OSError``, ``ValueError``), and says what went wrong and the next step.
+A next step that is a command is a value (``Next("validate-registry", "--fix")``) inside the
+hint's ``Text``; only ``cli/`` spells it as the command line to type, and ``cli.errors`` maps
+every error to a message and an exit code in one table. Library code raises and never exits.
+
+Each layer keeps its own errors beside its code: ``adapters.errors``, ``registry.errors``,
+``registry.hub.errors``, ``training.errors``; all derive from ``ModelStoreError``.
 """
 
 from __future__ import annotations
@@ -11,18 +15,117 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class Next:
+    """A next action as a value: one of the tool's commands and its arguments.
+
+    ``str()`` gives it as the installed tool's name would (``modelstore gc``), for logs and
+    tracebacks; the CLI spells it as the command line of the checkout that runs.
+    """
+
+    __slots__ = ("command", "args")
+
+    def __init__(self, command: str, *args: str):
+        self.command = command
+        self.args = tuple(args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Next) and (self.command, self.args) == (other.command, other.args)
+
+    def __hash__(self) -> int:
+        return hash((self.command, self.args))
+
+    def __repr__(self) -> str:
+        return "Next(" + ", ".join(repr(p) for p in (self.command, *self.args)) + ")"
+
+    def __str__(self) -> str:
+        return " ".join(("modelstore", self.command, *self.args))
+
+
+class Text:
+    """Words for the user with next actions among them: ``str`` parts and ``Next`` values.
+
+    Library code builds messages that name a command as ``Text`` (concatenate with ``+``);
+    plain strings stay plain. ``cli.errors.say`` renders either.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts: str | Next | Text):
+        flat: list[str | Next] = []
+        for part in parts:
+            for piece in (part.parts if isinstance(part, Text) else (part,)):
+                if isinstance(piece, str) and flat and isinstance(flat[-1], str):
+                    flat[-1] += piece
+                elif piece != "":
+                    flat.append(piece)
+        self.parts: tuple[str | Next, ...] = tuple(flat)
+
+    @property
+    def actions(self) -> tuple[Next, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Next))
+
+    def __add__(self, other: str | Next | Text) -> Text:
+        return Text(self, other)
+
+    def __radd__(self, other: str | Next | Text) -> Text:
+        return Text(other, self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Text) and self.parts == other.parts
+
+    def __hash__(self) -> int:
+        return hash(self.parts)
+
+    def __contains__(self, text: str) -> bool:
+        return text in str(self)
+
+    def __repr__(self) -> str:
+        return f"Text{self.parts!r}"
+
+    def __str__(self) -> str:
+        return "".join(str(p) for p in self.parts)
+
+
+Hint = str | Text
+
+# The next actions the store's own errors name.
+FIX = Next("validate-registry", "--fix")
+VALIDATE = Next("validate-registry")
+
+
+def words(*parts: str | Next | Text) -> Hint:
+    """``parts`` joined: a ``Text`` where they name a next action, else a plain ``str``."""
+    text = Text(*parts)
+    return text if text.actions else str(text)
+
+
+def text_of(error: BaseException) -> Hint:
+    """What ``error`` says, with its next action kept as a value where it has one."""
+    return words(error.text) if isinstance(error, ModelStoreError) else str(error)
+
+
 class ModelStoreError(Exception):
     """Base of every error the CLI reports as one line (exit code ``exit_code``)."""
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: Hint | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
 
+    @property
+    def text(self) -> Text:
+        """The error's one line: what went wrong, then the next step."""
+        return Text(self.message, "; ", self.hint) if self.hint else Text(self.message)
+
+    @property
+    def next(self) -> tuple[Next, ...]:
+        """The commands the hint names as next actions (none when it names none)."""
+        return self.hint.actions if isinstance(self.hint, Text) else ()
+
     def __str__(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
+        return str(self.text)
 
 
 class UsageError(ModelStoreError, ValueError):
@@ -31,33 +134,27 @@ class UsageError(ModelStoreError, ValueError):
     exit_code = 2
 
 
-class Aborted(ModelStoreError):
-    """The user declined a confirmation; nothing was changed."""
-
-    exit_code = 1
-
-
 # --- the store --------------------------------------------------------------------------
 
 
 class StoreFormatError(ModelStoreError, ValueError):
     """``.modelstore/FORMAT`` is missing, unreadable, or of a version this code cannot use."""
 
-    def __init__(self, path: Path, message: str, hint: str | None = None):
+    def __init__(self, path: Path, message: str, hint: Hint | None = None):
         super().__init__(message, hint)
         self.path = path
 
 
 # Why a writer finds an object it has just written or reused gone before its commit.
-REMOVED_IN_FLIGHT_HINT = ("it was removed while this command ran (by `modelstore gc` with a grace "
-                          "period shorter than the write?); nothing was registered: run the command again")
+REMOVED_IN_FLIGHT_HINT = Text("it was removed while this command ran (by `", Next("gc"), "` with a grace "
+                              "period shorter than the write?); nothing was registered: run the command again")
 
 
 class ObjectMissingError(ModelStoreError, LookupError):
-    def __init__(self, digest: str, path: Path, hint: str | None = None):
+    def __init__(self, digest: str, path: Path, hint: Hint | None = None):
         super().__init__(
             f"object {digest} is missing ({path})",
-            hint or "run `modelstore validate-registry --fix` to restore it",
+            hint or Text("run `", FIX, "` to restore it"),
         )
         self.digest = digest
         self.path = path
@@ -68,7 +165,7 @@ class CorruptObjectError(ModelStoreError, ValueError):
         what = detail or (f"its bytes hash to {actual}" if actual else "its bytes do not match")
         super().__init__(
             f"object {digest} is corrupt: {what} ({path})",
-            "run `modelstore validate-registry --fix` to quarantine and restore it",
+            Text("run `", FIX, "` to quarantine and restore it"),
         )
         self.digest = digest
         self.path = path
@@ -83,14 +180,14 @@ class StoreIOError(ModelStoreError, OSError):
     and nothing may be rolled back.
     """
 
-    def __init__(self, path: Path | str, cause: OSError, *, hint: str | None = None,
+    def __init__(self, path: Path | str, cause: OSError, *, hint: Hint | None = None,
                  committed: bool = False):
         import errno as _errno
 
         name = _errno.errorcode.get(cause.errno or 0, "error")
         if committed and hint is None:
-            hint = ("the change itself was made and stays, but may not survive a power failure; "
-                    "free some disk space, then run `modelstore validate-registry`")
+            hint = Text("the change itself was made and stays, but may not survive a power failure; "
+                        "free some disk space, then run `", VALIDATE, "`")
         hint = hint or {
             _errno.ENOSPC: "free some disk space and run the command again (nothing was registered)",
             _errno.EDQUOT: "free some quota and run the command again (nothing was registered)",
@@ -104,7 +201,7 @@ class StoreIOError(ModelStoreError, OSError):
         self.filename = str(path)
         self.path = Path(path)
 
-    def after_commit(self, hint: str | None = None) -> StoreIOError:
+    def after_commit(self, hint: Hint | None = None) -> StoreIOError:
         """The same failure, raised by a step that ran after the command's commit point."""
         return StoreIOError(self.path, OSError(self.errno, self.strerror, self.filename), hint=hint,
                             committed=True)
@@ -164,7 +261,7 @@ class PickleWeightsError(ModelStoreError, ValueError):
 class SourceError(ModelStoreError, OSError):
     """An import source is missing, unreadable or not a model folder."""
 
-    def __init__(self, path: Path | str, message: str, hint: str | None = None):
+    def __init__(self, path: Path | str, message: str, hint: Hint | None = None):
         super().__init__(message, hint)
         self.path = Path(path)
         self.filename = str(path)
@@ -176,312 +273,7 @@ class ManifestError(ModelStoreError, ValueError):
     def __init__(self, digest: str, reason: str):
         super().__init__(
             f"manifest {digest} is unreadable: {reason}",
-            "run `modelstore validate-registry` for a full report",
+            Text("run `", VALIDATE, "` for a full report"),
         )
         self.digest = digest
         self.reason = reason
-
-
-# --- names and the registry -------------------------------------------------------------
-
-
-class InvalidNameError(ModelStoreError, ValueError):
-    exit_code = 2
-
-    def __init__(self, name: str, rule: str):
-        super().__init__(f"invalid model name {name!r}: {rule}", "choose another name with --name")
-        self.name = name
-        self.rule = rule
-
-
-class ModelNotFoundError(ModelStoreError, LookupError):
-    def __init__(self, name: str, suggestions: list[str] | None = None):
-        hint = "run `modelstore list-models` to see the registered names"
-        if suggestions:
-            hint = "did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
-        super().__init__(f"no model named {name!r} is registered", hint)
-        self.name = name
-
-
-class ModelExistsError(ModelStoreError, FileExistsError):
-    def __init__(self, name: str, message: str | None = None, hint: str | None = None):
-        super().__init__(
-            message or f"a model named {name!r} is already registered",
-            hint or "pass --on-conflict overwrite|rename, or choose another --name",
-        )
-        self.name = name
-        self.filename = name
-
-
-class ViewMissingError(ModelStoreError, LookupError):
-    def __init__(self, name: str, path: Path):
-        super().__init__(
-            f"the view of model {name!r} is missing ({path})",
-            "run `modelstore validate-registry --fix` to rebuild it",
-        )
-        self.name = name
-        self.path = path
-
-
-class RegistryError(ModelStoreError, ValueError):
-    """``models/registry.json`` cannot be read as a registry of this schema."""
-
-    def __init__(self, path: Path, reason: str, hint: str | None = None):
-        super().__init__(
-            f"{path} is damaged: {reason}",
-            hint or "run `modelstore validate-registry --fix` to recover it",
-        )
-        self.path = path
-        self.reason = reason
-
-
-class UnsupportedArchitectureError(ModelStoreError, ValueError):
-    def __init__(self, model_type: str | None, supported: list[str], where: str = "",
-                 why: str | None = None):
-        got = repr(model_type) if model_type else "no model_type"
-        super().__init__(
-            f"unsupported architecture {got}{where}" + (f": {why}" if why else ""),
-            "supported: " + ", ".join(supported),
-        )
-        self.why = why
-        self.model_type = model_type
-        self.supported = supported
-
-
-# --- maintenance ------------------------------------------------------------------------
-
-
-class StoreChangedError(ModelStoreError):
-    """The store changed between a maintenance plan and its execution; nothing more was done."""
-
-    def __init__(self, what: str):
-        super().__init__(f"{what} changed while the repair was being planned",
-                         "run `modelstore validate-registry --fix` again")
-        self.what = what
-
-
-class GcAbortedError(ModelStoreError):
-    """gc refuses to delete anything while it cannot know everything that is reachable."""
-
-    def __init__(self, problems: list[str]):
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        super().__init__(
-            f"gc aborted, nothing was deleted: {shown}",
-            "run `modelstore validate-registry` and repair or delete the models it names",
-        )
-        self.problems = problems
-
-
-# --- the Hugging Face Hub -----------------------------------------------------------------
-
-_TOKEN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
-
-
-class HubError(ModelStoreError):
-    """Importing from (or restoring from) the Hugging Face Hub failed; nothing was registered."""
-
-    def __init__(self, repo_id: str | None, message: str, hint: str | None = None):
-        super().__init__(message, hint)
-        self.repo_id = repo_id
-
-
-class HubSourceError(HubError, ValueError):
-    """A repo id or Hub URL that cannot name a model repo (malformed, hostile, not a model)."""
-
-    exit_code = 2
-
-    def __init__(self, source: str, reason: str, hint: str | None = None):
-        super().__init__(None, f"{source!r} is not a Hub model repo: {reason}",
-                         hint or "use a repo id such as Qwen/Qwen2.5-0.5B, or a Hub URL "
-                                 "(https://huggingface.co/Qwen/Qwen2.5-0.5B[/tree/REVISION])")
-        self.source = source
-
-
-class HubRepoNotFoundError(HubError, LookupError):
-    """The Hub says the repo does not exist, or hides it (private) from this token."""
-
-    def __init__(self, repo_id: str, endpoint: str, with_token: bool):
-        hint = (f"check the repo id; if the repo is private, make sure your token has access to it"
-                if with_token else f"check the repo id; if the repo is private, {_TOKEN_HINT}")
-        super().__init__(repo_id, f"repo {repo_id!r} was not found on {endpoint}", hint)
-
-
-class HubRevisionNotFoundError(HubError, LookupError):
-    def __init__(self, repo_id: str, revision: str, endpoint: str):
-        super().__init__(repo_id, f"repo {repo_id!r} has no branch, tag or commit {revision!r}",
-                         f"pick one listed at {endpoint}/{repo_id}/tree/main, or omit --revision for main")
-        self.revision = revision
-
-
-class HubGatedRepoError(HubError, PermissionError):
-    """A gated repo: the user must accept its conditions on the Hub and authenticate."""
-
-    def __init__(self, repo_id: str, endpoint: str, with_token: bool):
-        page = f"{endpoint}/{repo_id}"
-        if with_token:
-            message = f"repo {repo_id!r} is gated and your token has not been granted access"
-            hint = f"request access on {page}, wait for approval, then run the command again"
-        else:
-            message = f"repo {repo_id!r} is gated: downloading it needs a token with access"
-            hint = f"accept its conditions on {page}, then {_TOKEN_HINT}"
-        super().__init__(repo_id, message, hint)
-        self.with_token = with_token
-
-
-class HubAuthError(HubError, PermissionError):
-    """The Hub rejected the token itself (unknown, revoked or malformed)."""
-
-    def __init__(self, repo_id: str | None, endpoint: str, token_source: str):
-        super().__init__(repo_id, f"the Hub at {endpoint} rejected the token from {token_source}",
-                         f"check it, or create a new one at {endpoint}/settings/tokens; {_TOKEN_HINT}")
-        self.token_source = token_source
-
-
-class HubDownloadError(HubError, OSError):
-    """The network failed (refused, reset, timed out, HTTP 5xx, truncated body)."""
-
-    def __init__(self, repo_id: str | None, message: str):
-        super().__init__(repo_id, message, "check the connection and run the command again "
-                                           "(nothing was registered; blobs already stored are reused)")
-
-
-class HubUnsafePathError(HubError, ValueError):
-    """The repo's file listing names a path that could land outside any folder it is fetched into."""
-
-    def __init__(self, repo_id: str, where: str, path: str, problem: str):
-        super().__init__(repo_id, f"{where} lists the unsafe file path {path!r} ({problem})",
-                         "the whole repo is refused and nothing was downloaded; a Hub never lists such "
-                         "paths, so check the endpoint (HF_ENDPOINT) or mirror you are using")
-        self.path = path
-        self.problem = problem
-
-
-class HubIntegrityError(HubError, ValueError):
-    """A downloaded file does not hash to what the Hub lists for it (wrong bytes)."""
-
-    def __init__(self, repo_id: str, path: str, kind: str, expected: str, actual: str):
-        super().__init__(repo_id, f"{path} from {repo_id} has {kind} {actual}, but the Hub lists {expected}",
-                         "run the command again (nothing was registered); if it persists, "
-                         "a proxy or mirror is serving wrong bytes")
-        self.path = path
-        self.expected = expected
-        self.actual = actual
-
-
-class LicenseNotAcknowledgedError(ModelStoreError, PermissionError):
-    exit_code = 2
-
-    def __init__(self, repo_id: str, license: str | None):
-        problem = (f"{repo_id} is published under the license {license!r}, which must be acknowledged "
-                   "before import" if license else
-                   f"{repo_id} declares no license, so its unknown terms must be acknowledged before import")
-        super().__init__(problem,
-                         "pass --yes to acknowledge it (or run the command in a terminal to be asked)")
-        self.repo_id = repo_id
-        self.license = license
-
-
-class ModelLoadError(ModelStoreError, ValueError):
-    """An imported model does not load, or its forward pass gives non-finite logits."""
-
-    def __init__(self, model_id: str, reason: str):
-        super().__init__(f"{model_id} does not pass the load check: {reason}",
-                         "nothing was registered; the checkpoint may not match its config")
-        self.model_id = model_id
-        self.reason = reason
-
-
-# --- models, configs and devices --------------------------------------------------------
-
-
-class ConfigError(ModelStoreError, ValueError):
-    """A run config file (TOML) is missing, unreadable, or has a bad or unknown key."""
-
-    exit_code = 2
-
-    def __init__(self, path: Path | str, message: str, hint: str | None = None):
-        super().__init__(f"{path}: {message}", hint or "fix the config file (keys are listed in the README)")
-        self.path = Path(path)
-
-
-class DeviceUnavailableError(ModelStoreError, ValueError):
-    exit_code = 2
-
-    def __init__(self, device: str, reason: str):
-        super().__init__(f"device {device!r} is not available: {reason}",
-                         "use --device cpu (or device = \"auto\" to pick the best one present)")
-        self.device = device
-
-
-class TokenizerError(ModelStoreError, ValueError):
-    """A tokenizer cannot be loaded, or does not fit the model it is used with."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message, hint or "set tokenizer = \"<model name or folder>\" in the config")
-
-
-class ModelCheckError(ModelStoreError, ValueError):
-    """A model failed its smoke test (a forward pass with wrong-shaped or non-finite logits)."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message, hint or "the weights are probably damaged; "
-                         "run `modelstore validate-registry`")
-
-
-# --- training and checkpoints -------------------------------------------------------------
-
-
-class CheckpointNotFoundError(ModelStoreError, LookupError):
-    """``NAME@step-N`` names no checkpoint of the run that produced NAME."""
-
-    def __init__(self, ref: str, reason: str, steps: list[int] | None = None):
-        hint = (f"its run has checkpoints at step {', '.join(str(s) for s in steps)}" if steps
-                else "`modelstore model-info NAME` lists a model's checkpoints")
-        super().__init__(f"no checkpoint {ref!r}: {reason}", hint)
-        self.ref = ref
-
-
-class CheckpointGoneError(ModelStoreError, LookupError):
-    """The checkpoint's manifest is kept (lineage) but gc has collected some of its blobs."""
-
-    def __init__(self, ref: str, missing: int):
-        super().__init__(
-            f"checkpoint {ref!r} can no longer be loaded: gc removed {missing} of its blobs "
-            "(only its manifest is kept, for lineage)",
-            "pin the checkpoints you want to keep with `modelstore register NAME@step-N` "
-            "before running gc",
-        )
-        self.ref = ref
-        self.missing = missing
-
-
-class ResumeError(ModelStoreError, ValueError):
-    """``train --resume`` cannot continue the run as configured."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message, hint or "run without --resume to start a new run under another output_name")
-
-
-class TrainingInterrupted(ModelStoreError):
-    """Ctrl-C during training: what was committed stays, the run can be resumed."""
-
-    exit_code = 130
-
-    def __init__(self, step: int, committed: str | None):
-        where = (f"the last checkpoint is registered ({committed}); `train --resume` continues from it"
-                 if committed else "no checkpoint had been saved yet; nothing was registered")
-        super().__init__(f"training interrupted at step {step}", where)
-        self.step = step
-        self.committed = committed
-
-
-class TrainingDivergedError(ModelStoreError, ArithmeticError):
-    """The loss became NaN or infinite: continuing would only store garbage."""
-
-    def __init__(self, step: int, value: float, committed: str | None):
-        kept = f"; the last good checkpoint stays registered ({committed})" if committed else ""
-        super().__init__(f"training diverged: the loss of step {step} is {value}{kept}",
-                         "lower lr (or raise warmup_steps, or set grad_clip) and start a new run")
-        self.step = step

@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from store.codec import DuplicateKeyError, no_duplicate_keys
 from store.errors import PickleWeightsError, SafetensorsError
 
 # Bytes per element of every dtype the safetensors format defines with a whole-byte size.
@@ -114,11 +115,11 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> TensorFileHeader:
     if not raw.lstrip().startswith(b"{"):
         raise SafetensorsError(path, "header is not a JSON object")
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
     except UnicodeDecodeError:
         raise SafetensorsError(path, "header is not UTF-8") from None
-    except _DuplicateName as e:
-        raise SafetensorsError(path, f"tensor {e.name!r} appears twice in the header") from None
+    except DuplicateKeyError as e:
+        raise SafetensorsError(path, f"tensor {e.key!r} appears twice in the header") from None
     except ValueError as e:
         raise SafetensorsError(path, f"header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
@@ -135,19 +136,6 @@ def parse_header(path: Path, raw: bytes, file_size: int) -> TensorFileHeader:
     return TensorFileHeader(tensors=specs, metadata=metadata, data_start=data_start)
 
 
-class _DuplicateName(ValueError):
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.name = name
-
-
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateName(key)
-        out[key] = value
-    return out
 
 
 def _tensor_spec(path: Path, name: str, info: object, data_start: int) -> TensorSpec:

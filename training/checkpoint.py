@@ -32,7 +32,8 @@ from registry.ops import register
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
 from store.codec import Record, decode, encode_canonical
-from store.errors import ModelExistsError, ResumeError
+from registry.errors import ModelExistsError
+from training.errors import ResumeError
 from store.manifest import FileEntry, Manifest, Source, TrainingInfo, TrainingOrigin
 from training.loop import LoopState
 from training.models import store_model

@@ -35,7 +35,7 @@ import msgspec
 from msgspec import Meta
 
 from adapters.tokenizer import DEFAULT_CORPUS
-from store.errors import ConfigError
+from training.errors import ConfigError
 
 PROJECT_CORPUS = DEFAULT_CORPUS  # the default data: the project's own corpus
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from store.digest import digest_bytes
-from store.errors import ConfigError
+from training.errors import ConfigError
 
 TEXT_SUFFIXES = (".txt", ".md")
 _CHUNK_CHARS = 16_000  # tokenized in pieces: below any tokenizer's model_max_length warning

@@ -31,7 +31,8 @@ from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.ingest.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
-from store.errors import ModelStoreError, TokenizerError
+from store.errors import ModelStoreError
+from training.errors import TokenizerError
 from store.manifest import (
     FileEntry,
     Manifest,

@@ -29,7 +29,7 @@ import json
 import torch
 import torch.nn as nn
 
-from store.errors import ResumeError
+from training.errors import ResumeError
 
 BETAS = (0.9, 0.95)
 EPS = 1e-8

@@ -34,8 +34,8 @@ from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.workspace import Workspace
-from store.errors import (ConfigError, ModelExistsError, ResumeError, TrainingDivergedError,
-                          TrainingInterrupted)
+from registry.errors import ModelExistsError
+from training.errors import ConfigError, ResumeError, TrainingDivergedError, TrainingInterrupted
 from store.manifest import FileEntry, Manifest, Source
 from training.checkpoint import Checkpointer, ResumePoint, SavedCheckpoint, restore, resume_point
 from training.config import RunConfig, load_config

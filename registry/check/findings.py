@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 from registry.report import human_bytes
+from store.errors import Hint, Text
 
 Severity = Literal["error", "info"]
 
@@ -71,16 +72,16 @@ CODES: dict[str, tuple[Severity, str]] = {
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     severity: Severity
-    message: str
+    message: Hint  # a Text where it names a next action as a value
     models: tuple[str, ...] = ()
     digest: str | None = None
     path: str | None = None  # relative to the workspace root
 
-    def line(self) -> str:
-        return f"{self.severity}: {self.code}: {self.message}"
+    def line(self) -> Text:
+        return Text(f"{self.severity}: {self.code}: ", self.message)
 
 
-def finding(code: str, message: str, *, models: tuple[str, ...] | list[str] = (),
+def finding(code: str, message: Hint, *, models: tuple[str, ...] | list[str] = (),
             digest: str | None = None, path: str | None = None) -> Finding:
     severity, _ = CODES[code]
     return Finding(code=code, severity=severity, message=message, models=tuple(sorted(models)),
@@ -118,16 +119,6 @@ class ValidationReport:
         if self.notes:
             text += f" ({_count(len(self.notes), 'note')})"
         return text
-
-    def to_builtins(self) -> dict:
-        return {
-            "findings": msgspec.to_builtins(self.findings),
-            "summary": {
-                "models": self.models, "objects": self.objects, "bytes": self.bytes,
-                "deep": self.deep, "errors": len(self.errors), "notes": len(self.notes),
-                "ok": self.ok, "text": self.summary(),
-            },
-        }
 
 
 def _count(n: int, noun: str) -> str:

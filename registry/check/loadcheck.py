@@ -37,7 +37,8 @@ from registry.report import human_bytes
 from registry.views import INDEX_FILENAME, render_index, tensor_relpath
 from registry.workspace import Workspace
 from store import fsops
-from store.errors import ModelLoadError, ModelStoreError, StoreIOError
+from registry.errors import ModelLoadError
+from store.errors import ModelStoreError, StoreIOError
 from store.manifest import Manifest
 
 PROBE_TOKENS = (1, 2, 3, 4)

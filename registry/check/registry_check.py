@@ -27,7 +27,7 @@ from registry.views import METADATA_FILENAME
 from registry.workspace import MODELS_DIRNAME, Workspace
 from store.codec import DuplicateKeyError, check_no_duplicate_keys
 from store.digest import is_digest
-from store.errors import RegistryError
+from registry.errors import RegistryError
 
 REGISTRY_REL = f"{MODELS_DIRNAME}/registry.json"
 _DOC_FIELDS = {f.name for f in msgspec.structs.fields(RegistryDoc)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from registry import debris
 from registry.check.findings import Finding, ValidationReport, finding
 from registry.names import STORE_FILES
 from registry.space.reachable import Reachable, reachable
@@ -21,12 +22,11 @@ from registry.registry_file import RegistryDoc
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.view_check import check_view
 from registry.workspace import Workspace
-from store.errors import CorruptObjectError, ObjectMissingError
+from store.errors import CorruptObjectError, Next, ObjectMissingError, Text
 from store.quarantine import list_quarantine, quarantined_digests
 from store.verify import ObjectCheck, check_objects, inventory, stray_entries
 
 # Leftovers of views.build_view / remove_view interrupted by a crash (see registry/views.py).
-VIEW_DEBRIS_PREFIXES = (".view-", ".deleted-", ".old-")
 
 
 def validate(workspace: Workspace, *, deep: bool = True, reporter: Reporter | None = None,
@@ -143,7 +143,7 @@ def orphan_findings(workspace: Workspace, doc: RegistryDoc) -> list[Finding]:
 
 
 def view_debris(workspace: Workspace) -> list[Path]:
-    return [Path(e.path) for e in _models_entries(workspace) if e.name.startswith(VIEW_DEBRIS_PREFIXES)]
+    return [Path(e.path) for e in _models_entries(workspace) if debris.is_debris(e.name)]
 
 
 def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
@@ -154,8 +154,8 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         unreferenced = [o for o in inventory(workspace.objects) if o.digest not in keep]
         if unreferenced:
             size = human_bytes(sum(o.size for o in unreferenced))
-            found.append(finding("object-unreferenced", f"{len(unreferenced)} objects ({size}) are not "
-                                 "reached by any registered model; `modelstore gc` removes them",
+            found.append(finding("object-unreferenced", Text(f"{len(unreferenced)} objects ({size}) are not "
+                                 "reached by any registered model; `", Next("gc"), "` removes them"),
                                  path=".modelstore/objects"))
     for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
                  workspace.models_dir):

@@ -50,7 +50,7 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
 from store import fsops
-from store.errors import (
+from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,
     HubError,
@@ -58,8 +58,8 @@ from store.errors import (
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnsafePathError,
-    ModelStoreError,
 )
+from store.errors import ModelStoreError, Next, Text
 from store.manifest import OriginFile
 
 # A reset connection is resumed this many times per file (the client retries timeouts and
@@ -82,8 +82,8 @@ class HubUnverifiableError(HubError, ValueError):
     its bytes could not be checked, so the file is not imported (unless sizes-only is accepted)."""
 
     def __init__(self, repo_id: str, endpoint: str, path: str, missing: str):
-        hint = ("use an endpoint that serves file hashes (the Hub does), or accept a size-only check: "
-                "modelstore import-model ... --trust-size-only" if missing != "size" else
+        hint = (Text("use an endpoint that serves file hashes (the Hub does), or accept a size-only check: ",
+                     Next("import-model", repo_id, "--trust-size-only")) if missing != "size" else
                 "use an endpoint that serves file metadata (the Hub does)")
         super().__init__(repo_id, f"{endpoint} gives no {missing} for {repo_id}/{path} (in its listing or "
                                   "a HEAD of the file), so its bytes cannot be verified", hint)

@@ -1,4 +1,4 @@
-"""``import-model`` from the Hugging Face Hub, and restoring lost blobs from a model's Hub origin.
+"""``import-model`` from the Hugging Face Hub (restoring lost blobs from it: ``registry.hub.restore``).
 
 Import, step by step (nothing is written to the store before step 5):
 
@@ -33,12 +33,10 @@ from dataclasses import dataclass, field
 from adapters import check_supported
 from registry.ops import ConflictPolicy, register
 from registry.hub.download import (
-    DEFAULT_ENDPOINT,
     HubRepo,
     RemoteFile,
     RepoSnapshot,
     Token,
-    configured_endpoint,
 )
 from registry.hub.license import (
     LicenseInfo,
@@ -73,8 +71,9 @@ from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.loadcheck import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
-from store.errors import CorruptObjectError, HubGatedRepoError, ModelStoreError, SafetensorsError
-from store.manifest import FileEntry, HubOrigin, Manifest, OriginFile, TensorEntry, now_iso
+from registry.hub.errors import HubGatedRepoError
+from store.errors import CorruptObjectError, ModelStoreError, SafetensorsError
+from store.manifest import FileEntry, HubOrigin, Manifest, TensorEntry, now_iso
 from store.tensorstream import TensorStream
 
 # Non-weight files up to this size are fetched into memory; bigger ones go through a temp file.
@@ -395,65 +394,3 @@ def _stored_shards(workspace: Workspace) -> dict[str, tuple[dict[str, TensorEntr
             if origin.sha256 and origin.tensors and all(t in manifest.tensors for t in origin.tensors):
                 shards.setdefault(origin.sha256, ({t: manifest.tensors[t] for t in origin.tensors}, origin.header))
     return shards
-
-
-# --- restoring objects from the Hub (validate-registry --fix) -----------------------------
-
-
-def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str],
-                     reporter: Reporter | None = None, *, token: str | None = None) -> set[str]:
-    """Fetch again, at the pinned commit, the files of ``manifest`` holding ``digests``.
-
-    Each file is verified against the sha256 (or git blob id) its HubOrigin recorded and
-    split again; the objects it yields are written if missing. Returns the digests of
-    ``digests`` now in the store and re-hashing to their names. Corrupt objects must have
-    been moved aside first: a present object of the right size is not overwritten.
-    A file that cannot be fetched is reported as a warning and its digests are not returned.
-    """
-    reporter = reporter or NullReporter()
-    origin = manifest.origin
-    if not isinstance(origin, HubOrigin) or not digests:
-        return set()
-    # The commit and the hashes pin the bytes, so any endpoint serving the commit will do: a
-    # model imported from huggingface.co is restored through HF_ENDPOINT when that names a mirror.
-    endpoint = configured_endpoint() if origin.endpoint == DEFAULT_ENDPOINT else origin.endpoint
-    hub = HubRepo(origin.repo_id, endpoint=endpoint, token=Token.find(token))
-    workspace.ensure_store()
-    restored: set[str] = set()
-    for relpath, upstream in sorted(origin.files.items()):
-        wanted = _digests_of(manifest, relpath, upstream) & digests
-        if not wanted:
-            continue
-        f = RemoteFile.from_origin(relpath, upstream)
-        try:
-            bar = reporter.progress_bar()
-            with hub.fetch_file(origin.commit, f, workspace.layout.tmp, bar=bar) as (path, _):
-                produced = _split_again(workspace, manifest, relpath, path)
-        except ModelStoreError as e:
-            reporter.warning(f"could not restore {relpath} from {origin.repo_id}@{origin.commit[:12]}: {e}")
-            continue
-        # A present object is kept as it is (put_* skips it): count it only if it hashes right.
-        done = {d for d in wanted & produced if workspace.objects.rehash(d) == d}
-        restored |= done
-        reporter.status("restore", f"{relpath}: {len(done)} of {len(wanted)} object(s) restored from "
-                                   f"{origin.repo_id}@{origin.commit[:12]}")
-    return restored
-
-
-def _digests_of(manifest: Manifest, relpath: str, upstream: OriginFile) -> set[str]:
-    if upstream.tensors:
-        return {manifest.tensors[t].digest for t in upstream.tensors if t in manifest.tensors}
-    return {manifest.files[relpath].digest} if relpath in manifest.files else set()
-
-
-def _split_again(workspace: Workspace, manifest: Manifest, relpath: str, path) -> set[str]:
-    """The manifest's digests that storing this file yields (and leaves in the store)."""
-    if relpath in manifest.files:
-        put = workspace.objects.put_file(path)
-        return {put.digest} if put.digest == manifest.files[relpath].digest else set()
-    produced = set()
-    for item in workspace.objects.put_tensors(path):
-        expected = manifest.tensors.get(item.spec.name)
-        if expected is not None and expected.digest == item.put.digest:
-            produced.add(item.put.digest)
-    return produced

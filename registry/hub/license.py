@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from store.errors import Aborted, LicenseNotAcknowledgedError
+from registry.errors import Aborted, LicenseNotAcknowledgedError
 
 LICENSE_FILE_PREFIXES = ("LICENSE", "LICENCE", "COPYING")
 MAX_LABEL = 80

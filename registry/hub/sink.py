@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from registry.report import human_bytes
 from store import fsops
-from store.errors import HubDownloadError, HubError, HubIntegrityError
+from registry.hub.errors import HubDownloadError, HubError, HubIntegrityError
 
 if TYPE_CHECKING:
     from registry.hub.download import RemoteFile

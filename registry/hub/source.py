@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from store.errors import HubSourceError, UsageError
+from registry.hub.errors import HubSourceError
+from store.errors import UsageError
 
 HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 MAX_REPO_ID_LENGTH = 96

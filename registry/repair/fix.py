@@ -13,7 +13,7 @@ from registry.repair.restore import RESTORE_SOURCES, RestoreSource
 from registry.repair.steps import execute_repair
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
-from store.errors import Aborted
+from registry.errors import Aborted
 
 
 @dataclass

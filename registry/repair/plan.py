@@ -36,6 +36,7 @@ from registry.report import NullReporter, Reporter
 from registry.repair.restore import RESTORE_SOURCES, RestoreSource
 from registry.check.validate import check_workspace, describe_owners
 from registry.workspace import Workspace
+from store.errors import Hint, Next, Text
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TrainingOrigin
 
 
@@ -58,7 +59,7 @@ class RepairPlan:
     views: list[str] = field(default_factory=list)
     seal: list[str] = field(default_factory=list)
     lost: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lineage manifest -> models
-    cannot: list[str] = field(default_factory=list)  # what no step repairs, and what to do
+    cannot: list[Hint] = field(default_factory=list)  # what no step repairs, and what to do
     steps: list[Step] = field(default_factory=list)
     origins: list[Manifest] = field(default_factory=list)  # manifests whose origins restore
     sizes: dict[str, int] = field(default_factory=dict)  # digest -> size a restored object has
@@ -139,8 +140,8 @@ def _plan_finding(plan: RepairPlan, item: Finding, context: _Context) -> None:
             plan.restore[digest] = models
         else:
             kinds = sorted({_origin_kind(m) for m in context.holders.get(digest, [])})
-            plan.cannot.append(f"{context.what(digest)} cannot be restored: no restore source handles "
-                               f"origin {', '.join(kinds) or 'none'}; {_advice(context, models)}")
+            plan.cannot.append(Text(f"{context.what(digest)} cannot be restored: no restore source handles "
+                                    f"origin {', '.join(kinds) or 'none'}; ", _advice(context, models)))
     elif code == "object-writable":
         plan.seal.append(digest)
     elif code in ("manifest-corrupt", "lineage-corrupt"):
@@ -149,9 +150,9 @@ def _plan_finding(plan: RepairPlan, item: Finding, context: _Context) -> None:
         plan.lost[digest] = models
     if code in ("manifest-missing", "manifest-corrupt"):
         state = "is missing" if code == "manifest-missing" else "is corrupt (it goes to quarantine)"
-        deletes = "; ".join(f"`modelstore delete-model {name} --yes`" for name in models)
-        plan.cannot.append(f"manifest {digest[:12]} of {_names(models)} {state}, and a manifest has no "
-                           f"other copy: delete the model ({deletes}) and import it again from its source")
+        deletes = _joined([Text("`", _delete(name), "`") for name in models], "; ")
+        plan.cannot.append(Text(f"manifest {digest[:12]} of {_names(models)} {state}, and a manifest has no "
+                                "other copy: delete the model (", deletes, ") and import it again from its source"))
     elif code in ("manifest-invalid", "lineage-invalid"):
         plan.cannot.append(f"manifest {digest[:12]} ({_names(models)}) hashes right but does not decode: "
                            "it may come from a newer modelstore; upgrade modelstore, or delete the model")
@@ -168,23 +169,34 @@ def _origin_kind(manifest: Manifest) -> str:
     return kinds.get(type(origin), "none")
 
 
-def _advice(context: _Context, models: tuple[str, ...]) -> str:
+def _advice(context: _Context, models: tuple[str, ...]) -> Hint:
     """How the user repairs ``models`` when modelstore cannot: import them again, or delete them."""
-    hints = []
+    hints: list[Hint] = []
     for name in models:
         manifest = context.manifest_of(name)
         origin = manifest.origin if manifest is not None else None
+        overwrite = ("--name", name, "--on-conflict", "overwrite")
         if isinstance(origin, LocalOrigin):
-            hints.append(f"modelstore import-model {origin.path} --name {name} --on-conflict overwrite")
+            hints.append(Text(Next("import-model", str(origin.path), *overwrite)))
         elif isinstance(origin, HubOrigin):
-            hints.append(f"modelstore import-model {origin.repo_id} --revision {origin.commit} "
-                         f"--name {name} --on-conflict overwrite")
+            hints.append(Text(Next("import-model", origin.repo_id, "--revision", origin.commit, *overwrite)))
         elif isinstance(origin, TrainingOrigin):
-            hints.append(f"re-run the training that produced {name!r} (run {origin.run!r}), or "
-                         f"`modelstore delete-model {name} --yes`")
+            hints.append(Text(f"re-run the training that produced {name!r} (run {origin.run!r}), or `",
+                              _delete(name), "`"))
         else:
-            hints.append(f"re-create {name!r} from its source, or `modelstore delete-model {name} --yes`")
-    return ("to repair " + _names(models) + ": " + "; ".join(hints)) if hints else "no model needs it"
+            hints.append(Text(f"re-create {name!r} from its source, or `", _delete(name), "`"))
+    return Text("to repair " + _names(models) + ": ", _joined(hints, "; ")) if hints else "no model needs it"
+
+
+def _delete(name: str) -> Next:
+    return Next("delete-model", name, "--yes")
+
+
+def _joined(texts: list[Hint], sep: str) -> Text:
+    joined = Text()
+    for i, text in enumerate(texts):
+        joined = Text(joined, sep, text) if i else Text(text)
+    return joined
 
 
 def _names(models) -> str:
@@ -226,5 +238,5 @@ def _write_steps(plan: RepairPlan, context: _Context) -> None:
 @dataclass
 class RepairOutcome:
     done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # with what the user can do
-    warnings: list[str] = field(default_factory=list)  # why a source could not restore
+    failed: list[Hint] = field(default_factory=list)  # with what the user can do
+    warnings: list[Hint] = field(default_factory=list)  # why a source could not restore

@@ -36,7 +36,8 @@ from registry.registry_file import (
 from registry.views import view_metadata
 from registry.workspace import Workspace
 from store.digest import digest_bytes
-from store.errors import ModelStoreError, RegistryError
+from registry.errors import RegistryError
+from store.errors import ModelStoreError
 from store.manifest import Manifest
 
 

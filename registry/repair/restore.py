@@ -25,7 +25,7 @@ from pathlib import Path
 from registry.report import Reporter
 from registry.workspace import Workspace
 from store.digest import digest_bytes, digest_file
-from store.errors import ModelStoreError
+from store.errors import ModelStoreError, text_of, words
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TensorEntry
 from store.tensorfile import canonical_header, read_header
 
@@ -79,7 +79,7 @@ def _restore_file(workspace: Workspace, path: Path, digest: str, reporter: Repor
             return False
         return workspace.objects.put_file(path).digest == digest
     except (ModelStoreError, OSError) as e:
-        reporter.warning(f"cannot restore from {path}: {e}")
+        reporter.warning(words(f"cannot restore from {path}: ", text_of(e)))
         return False
 
 
@@ -136,7 +136,7 @@ def _restore_tensors(workspace: Workspace, path: Path, names: dict[str, TensorEn
                 if mapped is not None:
                     mapped.close()
     except (ModelStoreError, OSError) as e:
-        reporter.warning(f"cannot restore from {path}: {e}")
+        reporter.warning(words(f"cannot restore from {path}: ", text_of(e)))
     return restored
 
 
@@ -162,10 +162,11 @@ def describe_hub(manifest: Manifest) -> str | None:
 
 def restore_from_hub(workspace: Workspace, manifest: Manifest, digests: set[str],
                      reporter: Reporter) -> set[str]:
-    # Imported here: the Hub client is only loaded when a Hub model needs restoring.
-    from registry.hub.importer import restore_from_hub as fetch_again
+    """``registry.hub.restore.restore_from_hub``, imported only when a Hub model needs restoring
+    (the Hub client is not loaded otherwise)."""
+    from registry.hub import restore
 
-    return fetch_again(workspace, manifest, digests, reporter)
+    return restore.restore_from_hub(workspace, manifest, digests, reporter)
 
 
 LOCAL_SOURCE = RestoreSource("local", describe_local, restore_from_local)

@@ -22,23 +22,28 @@ from registry.views import build_view, expected_view
 from registry.workspace import Workspace
 from store import fsops
 from store.digest import digest_bytes
-from store.errors import ModelStoreError, StoreChangedError
+from registry.errors import StoreChangedError
+from store.errors import Hint, ModelStoreError, text_of, words
 from store.layout import OBJECT_MODE
 from store.quarantine import keep_copy, move_aside, quarantined_digests, record_lost
 
 
 class _Collecting(Reporter):
-    """Passes a restore source's warnings on, and keeps them for the outcome."""
+    """Passes a restore source's status lines, warnings and progress bars on, and keeps the
+    warnings for the outcome."""
 
-    def __init__(self, inner: Reporter, kept: list[str]):
+    def __init__(self, inner: Reporter, kept: list[Hint]):
         self.inner, self.kept = inner, kept
 
-    def status(self, component: str, message: str) -> None:
+    def status(self, component: str, message: Hint) -> None:
         self.inner.status(component, message)
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: Hint) -> None:
         self.kept.append(message)
         self.inner.warning(message)
+
+    def progress_bar(self) -> type | None:
+        return self.inner.progress_bar()
 
 
 def execute_repair(workspace: Workspace, plan: RepairPlan, *, sources: list[RestoreSource],
@@ -134,7 +139,7 @@ def _rebuild_view(workspace: Workspace, name: str, outcome: RepairOutcome) -> No
     try:
         manifest = workspace.manifest(entry.manifest)
     except ModelStoreError as e:
-        outcome.failed.append(f"the view of {name!r} cannot be rebuilt: {e}")
+        outcome.failed.append(words(f"the view of {name!r} cannot be rebuilt: ", text_of(e)))
         return
     view = workspace.view_path(name)
     if os.path.lexists(view) and (os.path.islink(view) or not os.path.isdir(view)):

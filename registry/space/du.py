@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from registry.workspace import Workspace
-from store.errors import ModelStoreError
+from store.errors import Hint, ModelStoreError, text_of
 
 
 @dataclass
@@ -23,7 +23,7 @@ class ModelUsage:
     logical_bytes: int  # every object of its version, as if nothing were shared
     exclusive_bytes: int  # referenced by no other registered model
     shared_bytes: int
-    problem: str | None = None  # its manifest could not be read
+    problem: Hint | None = None  # its manifest could not be read
 
 
 @dataclass
@@ -45,12 +45,12 @@ class StoreUsage:
 def disk_usage(workspace: Workspace) -> StoreUsage:
     usage = StoreUsage()
     sizes_by_model: dict[str, dict[str, int]] = {}
-    problems: dict[str, str] = {}
+    problems: dict[str, Hint] = {}
     for name, entry in sorted(workspace.read_registry().models.items()):
         try:
             manifest = workspace.manifest(entry.manifest)
         except ModelStoreError as e:
-            problems[name] = str(e)
+            problems[name] = text_of(e)
             sizes_by_model[name] = {}
             continue
         sizes = manifest.expected_sizes()

@@ -27,7 +27,8 @@ from registry.check.validate import view_debris
 from registry.check.view_check import view_version
 from registry.workspace import Workspace
 from store import fsops
-from store.errors import GcAbortedError, ObjectMissingError, RegistryError
+from registry.errors import GcAbortedError, RegistryError
+from store.errors import ObjectMissingError
 from store.gc import DEFAULT_GRACE_S, GcPlan, GcResult, plan_gc, sweep
 from store.quarantine import quarantined_digests
 

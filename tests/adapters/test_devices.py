@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from adapters.devices import resolve_device, resolve_dtype
-from store.errors import DeviceUnavailableError, UsageError
+from adapters.errors import DeviceUnavailableError
+from store.errors import UsageError
 
 
 def test_cpu_and_auto():

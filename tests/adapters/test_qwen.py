@@ -17,7 +17,8 @@ from adapters import get_adapter
 from adapters.qwen import QwenAdapter
 from registry.ops import register
 from registry.ingest.folder import import_folder
-from store.errors import CorruptObjectError, ModelCheckError, ObjectMissingError, UnsupportedArchitectureError
+from adapters.errors import ModelCheckError, UnsupportedArchitectureError
+from store.errors import CorruptObjectError, ObjectMissingError
 from store.manifest import Manifest
 from training.models import store_model
 

@@ -12,7 +12,8 @@ from adapters.custom import MODEL_TYPE, CustomAdapter, config_dict, parse_config
 from adapters.transformer import Transformer, TransformerConfig
 from registry.ops import get_model, register
 from registry.ingest.folder import import_folder
-from store.errors import ModelCheckError, SourceError, UnsupportedArchitectureError
+from adapters.errors import ModelCheckError, UnsupportedArchitectureError
+from store.errors import SourceError
 from training.config import parse_config as parse_run_config
 from training.models import create_custom_model, store_model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.names import derive_name, name_problem, validate_name
-from store.errors import InvalidNameError
+from registry.errors import InvalidNameError
 
 
 @pytest.mark.parametrize(("name", "rule"), [

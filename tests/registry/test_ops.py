@@ -9,7 +9,7 @@ from registry.ops import delete_model, get_model, list_models, register
 from registry.ingest.folder import import_folder
 from registry.info import model_info
 from registry.lineage import children_of, lineage
-from store.errors import Aborted, ModelNotFoundError, ViewMissingError
+from registry.errors import Aborted, ModelNotFoundError, ViewMissingError
 from store.manifest import put_manifest
 
 

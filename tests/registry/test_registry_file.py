@@ -9,7 +9,7 @@ import pytest
 from registry.registry_file import (
     RegistryEntry, empty_registry, parse_registry, previous_path, read_registry, write_registry,
 )
-from store.errors import RegistryError
+from registry.errors import RegistryError
 
 DIGEST = "a" * 64
 

@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from cli.errors import spell
+from cli.errors import say
 from store.errors import REMOVED_IN_FLIGHT_HINT
 from tests.reliability.concurrency_tools import (
     Run,
@@ -219,7 +219,7 @@ def run_gc_vs_import(workdir: Path, rounds: int = 3, importers: int = 3, lock: b
                         and registered[r.args[3]]["model_id"] != Path(r.args[1]).name)
     problems = check_store(root, [(src, tree_digest(src)) for src in sorted(sources.iterdir())])
     return dict(rounds=rounds, imports=len(imports), **_run_counts(imports),
-                failed_in_flight=sum(spell(REMOVED_IN_FLIGHT_HINT) in r.error for r in failed),
+                failed_in_flight=sum(say(REMOVED_IN_FLIGHT_HINT) in r.error for r in failed),
                 retried_ok=sum(r.ok for r in retried), gc_runs=len(gc_runs),
                 gc_failed=sum(not r.ok for r in gc_runs), gc_crashed=sum(r.crashed for r in gc_runs),
                 garbage_objects=len(garbage), garbage_left=len(garbage & left),

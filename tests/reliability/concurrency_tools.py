@@ -150,7 +150,7 @@ class RegistryReader:
 
     def _read_loop(self) -> None:
         from registry.registry_file import parse_registry
-        from store.errors import RegistryError
+        from registry.errors import RegistryError
 
         path = self.root / "models" / "registry.json"
         while self.watch.reads + self.watch.missing == 0 or not self._stop.is_set():

@@ -114,7 +114,7 @@ def check_store(root: Path, sources: Iterable[tuple[Path, dict[str, str]]] = ())
 def temp_debris(root: Path) -> list[str]:
     """Temp files in .modelstore/tmp and half-built or half-removed views under models/,
     relative to ``root`` (the debris a crash or failure may leave; gc sweeps it)."""
-    from registry.check.validate import VIEW_DEBRIS_PREFIXES
+    from registry.debris import is_debris
 
     found = []
     tmp = root / ".modelstore" / "tmp"
@@ -122,6 +122,6 @@ def temp_debris(root: Path) -> list[str]:
         found += [f".modelstore/tmp/{p.name}" for p in tmp.iterdir()]
     models = root / "models"
     if models.is_dir():
-        found += [f"models/{p.name}" for p in models.iterdir() if p.name.startswith(VIEW_DEBRIS_PREFIXES)]
+        found += [f"models/{p.name}" for p in models.iterdir() if is_debris(p.name)]
     return sorted(found)
 

@@ -39,7 +39,8 @@ from registry.registry_file import _keep_previous
 from registry.views import build_view, remove_view
 from store import fsops
 from store.digest import digest_bytes
-from store.errors import REMOVED_IN_FLIGHT_HINT, ModelExistsError, ObjectMissingError
+from registry.errors import ModelExistsError
+from store.errors import REMOVED_IN_FLIGHT_HINT, ObjectMissingError
 from store.gc import plan_gc, sweep
 from store.layout import Layout
 from store.lock import writer_lock

@@ -17,7 +17,8 @@ from registry.ops import delete_model
 from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
 from store import fsops
-from store.errors import RegistryError, StoreFormatError, StoreIOError
+from registry.errors import RegistryError
+from store.errors import StoreFormatError, StoreIOError
 from store.layout import Layout
 from tests.reliability.invariants import check_store, cli_env, run_cli
 
@@ -99,7 +100,7 @@ def test_a_leftover_view_with_anything_added_is_not_replaced(tmp_path, tiny_mode
     import_folder(ws, source, name="a")
     delete_model(ws, "a")  # keeps models/a: an exact view, unregistered
     (tmp_path / "models" / "a" / "notes.txt").write_text("mine")
-    from store.errors import ModelExistsError
+    from registry.errors import ModelExistsError
 
     with pytest.raises(ModelExistsError, match="models/a exists but is not registered"):
         import_folder(ws, source, name="a")

@@ -10,7 +10,7 @@ import pytest
 
 from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
-from store.errors import InvalidNameError
+from registry.errors import InvalidNameError
 from tests.reliability.hostile import NAME_CASES, REPO_ID_CASES
 from tests.reliability.hostile_scene import (  # noqa: F401  (hostile_template is a fixture)
     assert_case_passes,

@@ -12,9 +12,10 @@ from registry.ops import get_model
 from registry.checkpoints import parse_ref, register_checkpoint, resolve_checkpoint, run_checkpoints
 from registry.space.gc import collect_garbage
 from registry.info import model_info
+from cli.output import model_info_doc
 from cli.render import model_info_text
 from registry.check.validate import validate
-from store.errors import CheckpointGoneError, CheckpointNotFoundError, ModelNotFoundError
+from registry.errors import CheckpointGoneError, CheckpointNotFoundError, ModelNotFoundError
 from tests.training.runs import FREEZE_75, import_base, run_config
 from training.generate import generate_text
 from training.models import load_model
@@ -41,7 +42,7 @@ def test_model_info_lists_the_runs_checkpoints(workspace, run):
     assert f"  ft@step-2 [{run.checkpoints[0].digest[:12]}] " in text
     assert text.splitlines()[-1].startswith("  ft@step-6 ") and text.endswith(": this version")
     assert "loss" in text and "eval loss" in text
-    assert info.to_builtins()["checkpoints"][0]["step"] == 2
+    assert model_info_doc(info)["checkpoints"][0]["step"] == 2
 
 
 def test_a_reference_loads_that_checkpoints_weights_and_generates(workspace, run):

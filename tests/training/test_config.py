@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from store.errors import ConfigError
+from training.errors import ConfigError
 from training.config import PROJECT_CORPUS, RunConfig, load_config, parse_config
 
 EXAMPLE = """

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.fixtures.tiny import train_tokenizer
-from store.errors import ConfigError
+from training.errors import ConfigError
 from training.config import PROJECT_CORPUS
 from training.data import _chunks, encode, eval_batches, load_tokens, train_batch
 

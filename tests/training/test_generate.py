@@ -6,7 +6,9 @@ import torch
 from adapters import get_adapter
 from registry.ingest.folder import import_folder
 from registry.report import RecordingReporter
-from store.errors import ModelNotFoundError, TokenizerError, UsageError
+from registry.errors import ModelNotFoundError
+from store.errors import UsageError
+from training.errors import TokenizerError
 from training.config import parse_config
 from training.generate import Sampling, TextStream, generate, generate_text, sample_next
 from training.models import create_custom_model, load_model

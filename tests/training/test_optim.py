@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from store.errors import ResumeError
+from training.errors import ResumeError
 from training.optim import Optimizer, lr_at, read_safetensors, restore_rng, rng_bytes
 
 

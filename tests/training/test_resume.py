@@ -7,7 +7,7 @@ import pytest
 
 from registry.ops import get_model
 from registry.space.gc import collect_garbage
-from store.errors import ResumeError
+from training.errors import ResumeError
 from tests.training.runs import FREEZE_75, SCRATCH_MODEL, import_base, run_config
 from training.train import train
 

@@ -7,8 +7,8 @@ import torch
 
 from registry.ops import get_model
 from registry.checkpoints import run_checkpoints
-from store.errors import (ConfigError, ModelExistsError, ResumeError, TrainingDivergedError,
-                          TrainingInterrupted)
+from registry.errors import ModelExistsError
+from training.errors import ConfigError, ResumeError, TrainingDivergedError, TrainingInterrupted
 from store.manifest import TrainingOrigin
 from store.objects import ObjectStore
 from tests.training.runs import FREEZE_75, SCRATCH_MODEL, import_base, run_config

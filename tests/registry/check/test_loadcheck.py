@@ -10,7 +10,7 @@ import pytest
 
 from registry.check import loadcheck as smoke
 from registry.ingest.folder import import_folder
-from store.errors import ModelLoadError
+from registry.errors import ModelLoadError
 
 
 def stored(workspace, folder):

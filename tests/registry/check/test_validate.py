@@ -16,6 +16,7 @@ import tempfile
 
 import pytest
 
+from store.errors import Next
 from registry.check.findings import CODES
 from registry.check.validate import validate
 from tests.registry.breakage import (
@@ -275,7 +276,8 @@ def test_unreferenced_objects_and_temp_debris_are_notes(s):
     report = validate(s.ws)
     assert report.ok
     assert [f.code for f in report.notes] == ["object-unreferenced", "temp-debris"]
-    assert report.notes[0].message.startswith("1 objects")
+    assert str(report.notes[0].message).startswith("1 objects")
+    assert report.notes[0].message.actions == (Next("gc"),)  # the next action is a value
 
 
 def _write_through_view(path: str) -> str:

@@ -36,7 +36,7 @@ def test_a_tensor_the_model_neither_loads_nor_ignores_by_design_fails_the_check(
                                                                                   tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from store.errors import ModelLoadError
+    from registry.errors import ModelLoadError
 
     src = family_model("qwen3_5", tmp_path / "src", shards=1)
     tensors = load_file(src / "model.safetensors")
@@ -52,7 +52,7 @@ def test_qwen_v1_is_refused_naming_the_native_line(workspace, tmp_path):
     import json
 
     from registry.ingest.folder import import_folder
-    from store.errors import UnsupportedArchitectureError
+    from adapters.errors import UnsupportedArchitectureError
 
     src = family_model("qwen3_next", tmp_path / "src")
     config = json.loads((src / "config.json").read_text())

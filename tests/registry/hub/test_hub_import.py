@@ -20,8 +20,9 @@ import pytest
 from registry.hub.importer import HubImportResult, import_from_hub
 from registry.hub.license import LicenseInfo
 from registry.report import RecordingReporter
-from store.errors import (
-    Aborted,
+from adapters.errors import UnsupportedArchitectureError
+from registry.errors import Aborted, LicenseNotAcknowledgedError, ModelExistsError, ModelLoadError
+from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,
     HubError,
@@ -30,14 +31,8 @@ from store.errors import (
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnsafePathError,
-    LicenseNotAcknowledgedError,
-    ModelExistsError,
-    ModelLoadError,
-    PickleWeightsError,
-    SafetensorsError,
-    StoreIOError,
-    UnsupportedArchitectureError,
 )
+from store.errors import PickleWeightsError, SafetensorsError, StoreIOError
 from store.manifest import HubOrigin
 from tests.hub.fixtures import hub_cache_dir, hub_server, set_hub_timeouts  # noqa: F401  (fixtures)
 

@@ -6,7 +6,7 @@ import pytest
 
 from registry.hub.license import LicenseInfo, acknowledge, license_file, license_from_card, license_from_file
 from cli.render import license_prompt
-from store.errors import Aborted, LicenseNotAcknowledgedError
+from registry.errors import Aborted, LicenseNotAcknowledgedError
 
 BASE = "https://huggingface.co/org/m/blob/abc"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from registry.hub.importer import import_from_hub, restore_from_hub
+from registry.hub.importer import import_from_hub
+from registry.hub.restore import restore_from_hub
 from registry.ingest.folder import import_folder
 from registry.report import RecordingReporter
 from tests.hub.fixtures import hub_server  # noqa: F401  (fixture)

@@ -6,7 +6,8 @@ import pytest
 
 from registry.hub.source import HubSource, parse_hub_source, repo_id_problem
 from registry.importer import is_local_source
-from store.errors import HubSourceError, UsageError
+from registry.hub.errors import HubSourceError
+from store.errors import UsageError
 
 
 @pytest.mark.parametrize("source, expected", [

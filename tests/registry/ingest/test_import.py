@@ -12,10 +12,9 @@ import torch
 
 from registry.ingest.folder import import_folder
 from registry.report import RecordingReporter
-from store.errors import (
-    InvalidNameError, ModelExistsError, PickleWeightsError, SafetensorsError, SourceError,
-    UnsupportedArchitectureError,
-)
+from adapters.errors import UnsupportedArchitectureError
+from registry.errors import InvalidNameError, ModelExistsError
+from store.errors import PickleWeightsError, SafetensorsError, SourceError
 from store.manifest import LocalOrigin
 from tests.conftest import settled, tree_digest
 

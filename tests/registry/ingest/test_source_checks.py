@@ -13,7 +13,8 @@ import threading
 import pytest
 
 from registry.ingest.folder import import_folder
-from store.errors import ModelLoadError, SourceError
+from registry.errors import ModelLoadError
+from store.errors import SourceError
 from tests.fixtures.qwen_family import family_model
 
 

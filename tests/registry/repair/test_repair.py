@@ -16,7 +16,7 @@ import pytest
 from registry.ops import delete_model, register
 from registry.repair.fix import repair
 from registry.check.validate import validate
-from store.errors import Aborted, StoreChangedError
+from registry.errors import Aborted, StoreChangedError
 from store.layout import OBJECT_MODE
 from store.manifest import Manifest, TrainingOrigin, put_manifest
 from store.quarantine import list_quarantine
@@ -419,7 +419,7 @@ def test_registry_rebuilt_from_views_alone(s):
 
 def test_lost_lineage_manifest_is_recorded_so_gc_can_run_again(s):
     from registry.space.gc import collect_garbage
-    from store.errors import GcAbortedError
+    from registry.errors import GcAbortedError
 
     register_child(s)
     delete_model(s.ws, "a", delete_files=True)

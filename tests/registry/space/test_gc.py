@@ -13,7 +13,8 @@ from registry.ops import delete_model
 from registry.space.gc import collect_garbage
 from registry.lineage import lineage
 from registry.check.validate import validate
-from store.errors import GcAbortedError, ObjectMissingError, RegistryError
+from registry.errors import GcAbortedError, RegistryError
+from store.errors import ObjectMissingError
 from store.quarantine import list_quarantine, move_aside
 from tests.registry.breakage import (
     EXCLUSIVE, flip_bit, register_child, two_models, workspace_state,
