@@ -36,7 +36,7 @@ def report(error: BaseException) -> None:
 # Library text names a next action as ``modelstore COMMAND ...`` (the installed tool's name);
 # this is the one place that spells it as the command line this checkout runs.
 _ACTION = re.compile(r"\bmodelstore (?=(?:import-model|list-models|model-info|lineage|du|delete-model|gc"
-                     r"|validate-registry|train|register|generate)\b)")
+                     r"|validate-registry|train|register|generate|remote|push|pull)\b)")
 
 
 def spell(text: str) -> str:
