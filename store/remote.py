@@ -112,15 +112,3 @@ class Backend:
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
-
-
-def open_backend(label: str, url: str, endpoint: str | None = None) -> Backend:
-    """The backend for ``url``; credentials come from the environment (never stored)."""
-    parsed = parse_url(url)
-    if parsed.scheme == "file":
-        from store.remote_file import FileBackend
-
-        return FileBackend(label, parsed.location)
-    from store.remote_s3 import S3Backend
-
-    return S3Backend(label, parsed.location, parsed.prefix, endpoint)

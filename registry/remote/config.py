@@ -15,7 +15,8 @@ from registry.workspace import Workspace
 from store import fsops
 from store.codec import Record, decode, encode_pretty
 from store.errors import UsageError
-from store.remote import Backend, open_backend, parse_url
+from store.remote import Backend, parse_url
+from store.remote_open import open_backend
 from store.remote_objects import RemoteStore
 
 CONFIG_FILENAME = "remotes.json"
