@@ -11,7 +11,7 @@ Commands import their library modules when they run, so ``list-models`` never lo
 """
 
 from cli.app import cli
-from cli import export_cmd, import_cmd, info_cmd, maintenance_cmd, training_cmd  # noqa: F401 - they add the commands
+from cli import export_cmd, import_cmd, info_cmd, maintenance_cmd, remote_cmd, training_cmd  # noqa: F401
 
 __all__ = ["cli", "main"]
 

@@ -13,9 +13,14 @@ from cli.output import lineage_doc, model_info_doc, to_json, usage_doc
 @click.option("--architecture", help="Only models of this architecture (config model_type).")
 @click.option("--source", type=click.Choice(["huggingface", "local", "custom", "finetuned"]))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--remote", "remote_name", help="List the models on this remote instead.")
 @click.pass_context
-def list_models_cmd(ctx, architecture, source, as_json) -> None:
+def list_models_cmd(ctx, architecture, source, as_json, remote_name) -> None:
     """List registered models, most recent first."""
+    if remote_name:
+        from cli.remote_cmd import list_remote_models
+
+        return list_remote_models(ctx, remote_name, as_json)
     from cli.render import models_table
     from registry.ops import list_models
 
@@ -26,9 +31,14 @@ def list_models_cmd(ctx, architecture, source, as_json) -> None:
 @cli.command("model-info")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with the manifest digest).")
+@click.option("--remote", "remote_name", help="Show the model as it is on this remote.")
 @click.pass_context
-def model_info_cmd(ctx, name, as_json) -> None:
+def model_info_cmd(ctx, name, as_json, remote_name) -> None:
     """Show everything known about one model: metadata, size on disk, lineage."""
+    if remote_name:
+        from cli.remote_cmd import remote_model_info
+
+        return remote_model_info(ctx, name, remote_name, as_json)
     from cli.render import model_info_text
     from registry.info import model_info
 

@@ -106,13 +106,21 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes, upstream) -> No
               help="Keep unreachable objects and temp files younger than this (0, 90s, 30m, 1h, 2d).")
 @click.option("--dry-run", is_flag=True,
               help="List what would be removed and the bytes freed; remove nothing.")
+@click.option("--remote", "remote_name", help="Collect on this remote: objects no remote ref reaches.")
+@click.option("--break-lock", is_flag=True, help="With --remote: replace a stale (expired) gc lock.")
 @click.pass_context
-def gc_cmd(ctx, grace, dry_run) -> None:
+def gc_cmd(ctx, grace, dry_run, remote_name, break_lock) -> None:
     """Delete objects no registered model reaches, and old temp files."""
     from cli.maintenance_text import gc_text
     from registry.space.gc import collect_garbage
     from store.gc import parse_duration
 
+    if remote_name:
+        from cli.remote_cmd import remote_gc
+
+        return remote_gc(ctx, remote_name, parse_duration(grace), dry_run, break_lock)
+    if break_lock:
+        raise UsageError("--break-lock applies to gc --remote", "add --remote NAME")
     ws = workspace(ctx)
     outcome = collect_garbage(ws, grace_s=parse_duration(grace), dry_run=dry_run, reporter=CliReporter())
     click.echo(gc_text(outcome, ws.root))

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from registry.check.findings import ValidationReport
 from registry.check.validate import validate
 from registry.repair.plan import RepairOutcome, RepairPlan, plan_repair
-from registry.repair.restore import RESTORE_SOURCES, RestoreSource
+from registry.repair.restore import RestoreSource
+from registry.repair.sources import default_sources
 from registry.repair.steps import execute_repair
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
@@ -39,7 +40,7 @@ def repair(workspace: Workspace, *, deep: bool = True, dry_run: bool = False,
     verified as it was written) and that report decides success.
     """
     reporter = reporter or NullReporter()
-    sources = RESTORE_SOURCES if sources is None else sources
+    sources = default_sources(workspace) if sources is None else sources
     before, plan = plan_repair(workspace, deep=deep, reporter=reporter, sources=sources)
     go_ahead = on_plan(before, plan) if on_plan is not None else True
     if dry_run or plan.empty:

@@ -33,7 +33,8 @@ from registry.space.reachable import Reachable
 from registry.repair.recover import RegistryRecovery, plan_recovery
 from registry.check.registry_check import check_registry
 from registry.report import NullReporter, Reporter
-from registry.repair.restore import RESTORE_SOURCES, RestoreSource
+from registry.repair.restore import RestoreSource
+from registry.repair.sources import default_sources
 from registry.check.validate import check_workspace, describe_owners
 from registry.workspace import Workspace
 from store.errors import Hint, Next, Text
@@ -76,7 +77,7 @@ class RepairPlan:
 def plan_repair(workspace: Workspace, *, deep: bool = True, reporter: Reporter | None = None,
                 sources: list[RestoreSource] | None = None) -> tuple[ValidationReport, RepairPlan]:
     """Validate, and plan what ``--fix`` would do about every finding. Changes nothing."""
-    sources = RESTORE_SOURCES if sources is None else sources
+    sources = default_sources(workspace) if sources is None else sources
     check = check_registry(workspace)
     plan = RepairPlan()
     if check.newer:
