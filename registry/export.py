@@ -24,15 +24,17 @@ import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import blake3
 
 from registry.ingest.model_files import INDEX_SUFFIX
 from registry.ops import get_model
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
-from store.digest import digest_bytes
 from store.errors import CorruptObjectError, ModelStoreError, Next, Text
 from store.manifest import HubOrigin, LocalOrigin, Manifest, OriginFile, TensorEntry
 from store.objects import ObjectStore
@@ -220,28 +222,29 @@ class _Upstream:
                                                   f"{self.kind} recorded at import", Text("repair the store: ", Next("validate-registry", "--fix")))
 
 
+def check_blob(objects: ObjectStore, digest: str) -> None:
+    """The blob hashes to its name (BLAKE3 over a map of its pages, on one core: the export
+    runs this a blob ahead of the copy, so the two share the machine)."""
+    path = objects.path(digest)
+    hasher = blake3.blake3(max_threads=1)
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                hasher.update(mapped)
+    if hasher.hexdigest() != digest:
+        raise CorruptObjectError(digest, path, None, "its bytes no longer match its name")
+
+
 def _copy_blob(objects: ObjectStore, digest: str, skip: int, fd: int | None, at: int, upstream: _Upstream) -> int:
-    """Copy blob ``digest`` from byte ``skip`` on into ``fd`` at offset ``at``; return the bytes
-    copied. The blob is hashed first (BLAKE3 on every core, from a map of its pages): one that
-    does not match its name stops the export before any of it is written. The copy is the
-    kernel's (``copy_file_range``: no Python buffers); the upstream hash reads the same
-    mapped pages."""
+    """Copy the (checked) blob ``digest`` from byte ``skip`` on into ``fd`` at offset ``at``;
+    return the bytes copied. The copy is the kernel's (``copy_file_range``: no Python
+    buffers); the upstream hash, if any, reads the blob's mapped pages."""
     path = objects.path(digest)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            mapped = None
-        else:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            if digest_bytes(*([mapped] if mapped is not None else [])) != digest:
-                raise CorruptObjectError(digest, path, None, "its bytes no longer match its name")
-            if mapped is not None and size > skip:
-                with memoryview(mapped) as view:
-                    upstream.update(view[skip:])
-        finally:
-            if mapped is not None:
-                mapped.close()
+        if upstream.hash is not None and size > skip:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
+                upstream.update(view[skip:])
         count, src = (size - skip, skip) if fd is not None else (0, 0)  # None: hash only
         while count > 0:
             done = os.copy_file_range(f.fileno(), fd, count, src, at)
@@ -249,6 +252,20 @@ def _copy_blob(objects: ObjectStore, digest: str, skip: int, fd: int | None, at:
                 raise OSError(errno.EIO, f"copy_file_range stopped short copying {path}")
             count, src, at = count - done, src + done, at + done
     return max(size - skip, 0)
+
+
+def _checked_ahead(objects: ObjectStore, digests: list[str]) -> Iterator[str]:
+    """``digests`` in order, each once its blob is checked; the checks run ahead in a thread
+    (hashing releases the GIL) while the caller copies the blobs already checked."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checks = [pool.submit(check_blob, objects, d) for d in digests]
+        try:
+            for digest, check in zip(digests, checks):
+                check.result()
+                yield digest
+        finally:
+            for check in checks:
+                check.cancel()
 
 
 def _write_all(fd: int | None, data, at: int) -> None:
@@ -263,6 +280,7 @@ def _write_all(fd: int | None, data, at: int) -> None:
 def _blob_writer(objects: ObjectStore, digest: str, f: OriginFile | None, relpath: str):
     def write(fd: int, progress: Callable[[int], None]) -> None:
         upstream = _Upstream(f, relpath)
+        check_blob(objects, digest)
         written = _copy_blob(objects, digest, 0, fd, 0, upstream)
         progress(written)
         upstream.check(written)
@@ -285,7 +303,9 @@ def _weight_writer(objects: ObjectStore, manifest: Manifest, f: OriginFile, head
         upstream.update(header)
         progress(len(header))
         written = len(header)
-        for spec in sorted(specs, key=lambda s: s.start):
+        specs = sorted(specs, key=lambda s: s.start)
+        checked = _checked_ahead(objects, [manifest.tensors[spec.name].digest for spec in specs])
+        for spec, _ in zip(specs, checked):
             if spec.start > written:  # a gap in the data section (never seen): zeros
                 gap = bytes(spec.start - written)
                 _write_all(fd, gap, written)

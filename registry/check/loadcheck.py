@@ -113,11 +113,21 @@ def check_loads(workspace: Workspace, manifest: Manifest, *, unpublished: Unpubl
 def expected_tensors(config: dict, model_id: str) -> tuple[dict[str, tuple[int, ...]], list[str]]:
     """What ``config`` implies about its checkpoint (tensor name -> shape), and the patterns of
     tensors its model skips by design: from the model built on the meta device in the worker
-    (``Adapter.expected_tensors``), for members that have no closed form (adapters/shapes.py)."""
-    reply = _WORKER.ask({"expect": config}, model_id, config.get("model_type") or "")
+    (``Adapter.expected_tensors``), for members that have no closed form (adapters/shapes.py);
+    in this process if it has transformers loaded already."""
+    if in_process():
+        reply = _expected_tensors(config)
+    else:
+        reply = _WORKER.ask({"expect": config}, model_id, config.get("model_type") or "")
     if not reply.get("ok"):
         raise ModelLoadError(model_id, str(reply.get("reason")))
     return {k: tuple(v) for k, v in reply["tensors"].items()}, list(reply["kept"])
+
+
+def in_process() -> bool:
+    """Whether this process has transformers loaded already (training, a library caller): then
+    a meta-device build costs milliseconds here, and the worker is not needed for it."""
+    return "transformers" in sys.modules
 
 
 def start_worker(model_type: str | None = None) -> None:

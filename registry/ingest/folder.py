@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adapters import check_supported
 from adapters.shapes import compare, expected_tensors
-from registry.check.loadcheck import check_loads, start_worker
+from registry.check.loadcheck import check_loads, in_process, start_worker
 from registry.check.loadcheck import expected_tensors as expected_from_worker
 from registry.ingest.source_files import scan_folder
 from registry.ops import ConflictPolicy, register, resolve_conflict
@@ -203,7 +203,7 @@ def import_folder(
     config = read_config((source / CONFIG_FILE).read_bytes(), str(source))
     model_type = check_supported(config.get("model_type"), f" in {source / CONFIG_FILE}")
     expected = expected_tensors(config)
-    if expected is None:  # no closed form: the meta-device model, in the worker, meanwhile
+    if expected is None and not in_process():  # no closed form: the meta-device model, in the worker
         start_worker(model_type)
     seen: dict[str, str] = {}
     found: dict[str, tuple[int, ...]] = {}

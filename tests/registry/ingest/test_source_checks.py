@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,19 @@ def test_a_member_without_a_closed_form_is_checked_on_the_meta_device(workspace,
 def test_load_check_on_request_for_a_local_import(workspace, tmp_path):
     result = import_folder(workspace, family_model("qwen2_vl", tmp_path / "src"), name="m", load_check=True)
     assert workspace.read_registry().models["m"].manifest == result.manifest_digest
+
+
+def test_the_cli_checks_a_member_without_a_closed_form_in_the_worker(root, tmp_path):
+    """The command line has no torch loaded: the meta-device build runs in the load-check worker."""
+    import subprocess
+    import sys
+
+    src = family_model("qwen3_next", tmp_path / "src")
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "moe_intermediate_size": 48}))
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[3] / "main.py"), "--root",
+                          str(root), "import-model", str(src), "--name", "m"], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        f"error: {src}: tensor model.layers.0.mlp.experts.0.down_proj.weight has shape [64, 32], "
+        "config.json implies [64, 48]")
