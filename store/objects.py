@@ -126,20 +126,27 @@ class ObjectStore:
                 fsops.write_all(fd, data, tmp)
             return batch.add(fd, tmp, digest, None)
 
-    def put_tensors(self, source: Path) -> list[StoredTensor]:
-        """Split a safetensors file into canonical one-tensor blobs, at the byte level."""
+    def put_tensors(self, source: Path, wanted: dict[str, str] | None = None) -> list[StoredTensor]:
+        """Split a safetensors file into canonical one-tensor blobs, at the byte level: the one
+        re-split of the project (import, restore from a local folder or a Hub download).
+
+        ``wanted``: only these tensors (name -> the digest a manifest expects), each written
+        only if it hashes to that digest (a source that changed writes nothing; its
+        ``StoredTensor`` then carries the digest it has, for the caller to report)."""
         with open(source, "rb") as f:
             src = f.fileno()
             size = os.fstat(src).st_size
             header = read_header(source, size, fd=src)
-            largest = max((spec.nbytes for spec in header.tensors), default=0)
+            specs = [s for s in header.tensors if wanted is None or s.name in wanted]
+            largest = max((spec.nbytes for spec in specs), default=0)
             buffer = memoryview(bytearray(min(largest, _COPY_BUFFER)))
             with Batch(self) as batch:
-                return [StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch))
-                        for spec in header.tensors]
+                return [StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch,
+                                                            wanted.get(spec.name) if wanted else None))
+                        for spec in specs]
 
     def _put_tensor(self, src: int, buffer: memoryview, spec: TensorSpec, source: Path,
-                    batch: Batch) -> PutResult:
+                    batch: Batch, expect: str | None = None) -> PutResult:
         """One tensor, read into ``buffer`` (private memory, so the bytes written are exactly
         the bytes hashed, whatever happens to the source meanwhile): hashed, and written if
         the store lacks it. A tensor bigger than the buffer is hashed once in chunks, then
@@ -153,7 +160,7 @@ class ObjectStore:
             digest = digest_bytes(head, data)
         else:
             digest = _copy_chunks(src, buffer, spec, head, None, source)
-        if self._have(digest, size):
+        if self._have(digest, size) or (expect is not None and digest != expect):
             return PutResult(digest, size, written=False)
         fd, tmp = self.layout.new_temp("obj")
         with _closing_on_error(fd, tmp):

@@ -73,7 +73,7 @@ from registry.check.loadcheck import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
 from registry.hub.errors import HubGatedRepoError
 from store.errors import CorruptObjectError, ModelStoreError, SafetensorsError
-from store.manifest import FileEntry, HubOrigin, Manifest, TensorEntry, now_iso
+from store.manifest import FileEntry, HubOrigin, Manifest, TensorEntry
 from store.tensorstream import TensorStream
 
 # Non-weight files up to this size are fetched into memory; bigger ones go through a temp file.
@@ -321,18 +321,10 @@ class _HubImport:
             if files:
                 self.reporter.status(component, ", ".join(files))
         hub, snap, parts = self.hub, self.snap, self.parts
-        return Manifest(
-            architecture_type=model_type,
-            model_id=snap.repo_id,
-            source="huggingface",
-            created_at=now_iso(),
-            license=license_info.label,
-            params=parts.params,
-            files=parts.files,
-            tensors=parts.tensors,
+        return parts.manifest(
+            architecture_type=model_type, model_id=snap.repo_id, source="huggingface", license=license_info.label,
             origin=HubOrigin(endpoint=hub.endpoint, repo_id=snap.repo_id, revision=snap.revision,
-                             commit=snap.commit, files=parts.origin_files),
-        )
+                             commit=snap.commit, files=parts.origin_files))
 
     def ingest_files(self, sel: FileSelection) -> None:
         for relpath in sel.files:

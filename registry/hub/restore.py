@@ -62,9 +62,6 @@ def _split_again(workspace: Workspace, manifest: Manifest, relpath: str, path) -
     if relpath in manifest.files:
         put = workspace.objects.put_file(path)
         return {put.digest} if put.digest == manifest.files[relpath].digest else set()
-    produced = set()
-    for item in workspace.objects.put_tensors(path):
-        expected = manifest.tensors.get(item.spec.name)
-        if expected is not None and expected.digest == item.put.digest:
-            produced.add(item.put.digest)
-    return produced
+    wanted = {name: t.digest for name, t in manifest.tensors.items()}
+    return {item.put.digest for item in workspace.objects.put_tensors(path, wanted)
+            if item.put.digest == wanted[item.spec.name]}

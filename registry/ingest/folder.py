@@ -35,7 +35,7 @@ from registry.report import NullReporter, Reporter, human_bytes
 from registry.views import tensor_name_problem
 from registry.workspace import Workspace
 from store.errors import SafetensorsError, SourceError, StoreIOError
-from store.manifest import FileEntry, LocalOrigin, Manifest, OriginFile, TensorEntry, now_iso
+from store.manifest import FileEntry, LocalOrigin, Manifest, Origin, OriginFile, Source, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.sourcecache import SourceCache
 from store.tensorfile import TensorSpec, header_length, read_header
@@ -75,6 +75,13 @@ class ManifestParts:
                 n *= d
             total += n
         return total
+
+    def manifest(self, *, architecture_type: str, model_id: str, source: Source, license: str | None,
+                 origin: Origin) -> Manifest:
+        """The imported model version: these files and tensors, from ``origin``, made now."""
+        return Manifest(architecture_type=architecture_type, model_id=model_id, source=source,
+                        created_at=now_iso(), license=license, params=self.params, files=self.files,
+                        tensors=self.tensors, origin=origin)
 
 
 def check_weight_file(path: Path, relpath: str, seen: dict[str, str], name: str | None = None,
@@ -242,18 +249,10 @@ def import_folder(
         if files:
             reporter.status(component, ", ".join(files))
 
-    manifest = Manifest(
-        architecture_type=model_type,
-        model_id=source.name,
-        source="local",
-        created_at=now_iso(),
-        license=_local_license(source, sel),
-        params=parts.params,
-        files=parts.files,
-        tensors=parts.tensors,
+    manifest = parts.manifest(
+        architecture_type=model_type, model_id=source.name, source="local", license=_local_license(source, sel),
         origin=LocalOrigin(path=str(source), files=parts.origin_files, hub_repo=listing.hub_repo,
-                           hub_commit=listing.hub_commit),
-    )
+                           hub_commit=listing.hub_commit))
     if expected is None:
         implied, kept = expected_from_worker(config, source.name)
         check_config_against_weights(source, implied, found, kept)

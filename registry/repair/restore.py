@@ -16,8 +16,6 @@ the bytes its name says, whatever the source did.
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,6 @@ from registry.workspace import Workspace
 from store.digest import digest_bytes, digest_file
 from store.errors import ModelStoreError, text_of, words
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TensorEntry
-from store.tensorfile import canonical_header, read_header
 
 # (workspace, manifest, digests wanted, reporter for why something was not restored) -> restored
 RestoreFn = Callable[[Workspace, Manifest, set[str], Reporter], set[str]]
@@ -105,52 +102,22 @@ def _restore_kept(workspace: Workspace, path: Path, origin_file, digests: set[st
 
 def _restore_tensors(workspace: Workspace, path: Path, names: dict[str, TensorEntry],
                      reporter: Reporter) -> set[str]:
-    """Write the canonical blobs of ``names`` from the safetensors file ``path``."""
-    restored: set[str] = set()
+    """Write the canonical blobs of ``names`` from the safetensors file ``path`` (the store's
+    one re-split, ``put_tensors``: each tensor hashed before it is written, and written only
+    if it is still the bytes the manifest names)."""
+    wanted = {name: entry.digest for name, entry in names.items()}
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            header = read_header(path, size, fd=f.fileno())
-            specs = {spec.name: spec for spec in header.tensors}
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > header.data_start else None
-            try:
-                for name, entry in sorted(names.items()):
-                    spec = specs.get(name)
-                    if spec is None:
-                        reporter.warning(f"{path} no longer holds tensor {name!r}")
-                        continue
-                    if (spec.dtype, list(spec.shape), spec.nbytes) != (entry.dtype, entry.shape,
-                                                                       entry.nbytes):
-                        reporter.warning(f"{path}: tensor {name!r} changed dtype or shape since it was "
-                                         "imported")
-                        continue
-                    with _slice(mapped, spec.start, spec.end) as data:
-                        head = canonical_header(name, spec.dtype, spec.shape, spec.nbytes)
-                        if digest_bytes(head, data) != entry.digest:
-                            reporter.warning(f"{path}: tensor {name!r} changed since it was imported")
-                            continue
-                        put = workspace.objects.put_tensor(name, spec.dtype, spec.shape, data)
-                    if put.digest == entry.digest:
-                        restored.add(entry.digest)
-            finally:
-                if mapped is not None:
-                    mapped.close()
+        stored = workspace.objects.put_tensors(path, wanted)
     except (ModelStoreError, OSError) as e:
-        reporter.warning(words(f"cannot restore from {path}: ", text_of(e)))
-    return restored
-
-
-class _slice:
-    """A memoryview of ``mapped[start:end]`` released on exit (so the map can be closed)."""
-
-    def __init__(self, mapped: mmap.mmap | None, start: int, end: int):
-        self.view = memoryview(mapped)[start:end] if mapped is not None and end > start else memoryview(b"")
-
-    def __enter__(self) -> memoryview:
-        return self.view
-
-    def __exit__(self, *exc) -> None:
-        self.view.release()
+        reporter.warning(f"cannot restore from {path}: {e}")
+        return set()
+    found = {item.spec.name: item.put.digest for item in stored}
+    for name in sorted(names):
+        if name not in found:
+            reporter.warning(f"{path} no longer holds tensor {name!r}")
+        elif found[name] != wanted[name]:
+            reporter.warning(f"{path}: tensor {name!r} changed since it was imported")
+    return {digest for name, digest in found.items() if digest == wanted[name]}
 
 
 def describe_hub(manifest: Manifest) -> str | None:
