@@ -21,10 +21,13 @@ class CliTrainReporter(CliReporter, TrainReporter):
     """Status lines on stderr, plus a progress bar (a line per tenth of the run without a terminal)."""
 
     def __init__(self):
+        super().__init__()
         self.bar = None
         self.tty = sys.stderr.isatty() and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") != "1"
 
     def _say(self, component: str, message: str) -> None:
+        if self.quiet:
+            return
         line = f"  {component:<10} {message}"
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)  # above the bar, which is redrawn below it
@@ -32,6 +35,8 @@ class CliTrainReporter(CliReporter, TrainReporter):
             click.echo(line, err=True)
 
     def on_step(self, state, max_steps, tokens_per_s) -> None:
+        if self.quiet:
+            return
         if self.tty:
             if self.bar is None:
                 from huggingface_hub.utils import tqdm

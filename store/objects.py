@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,17 +126,23 @@ class ObjectStore:
                 fsops.write_all(fd, data, tmp)
             return batch.add(fd, tmp, digest, None)
 
-    def put_tensors(self, source: Path) -> list[StoredTensor]:
-        """Split a safetensors file into canonical one-tensor blobs, at the byte level."""
+    def put_tensors(self, source: Path, on_bytes: Callable[[int], None] | None = None) -> list[StoredTensor]:
+        """Split a safetensors file into canonical one-tensor blobs, at the byte level.
+
+        ``on_bytes(n)`` is told each tensor's size once it is stored (a progress bar)."""
         with open(source, "rb") as f:
             src = f.fileno()
             size = os.fstat(src).st_size
             header = read_header(source, size, fd=src)
             largest = max((spec.nbytes for spec in header.tensors), default=0)
             buffer = memoryview(bytearray(min(largest, _COPY_BUFFER)))
+            stored = []
             with Batch(self) as batch:
-                return [StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch))
-                        for spec in header.tensors]
+                for spec in header.tensors:
+                    stored.append(StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch)))
+                    if on_bytes is not None:
+                        on_bytes(spec.nbytes)
+            return stored
 
     def _put_tensor(self, src: int, buffer: memoryview, spec: TensorSpec, source: Path,
                     batch: Batch) -> PutResult:

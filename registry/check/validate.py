@@ -18,7 +18,7 @@ from registry.space.reachable import Reachable, reachable
 from registry.repair.recover import plan_recovery
 from registry.check.registry_check import RegistryCheck, check_registry
 from registry.registry_file import RegistryDoc
-from registry.report import NullReporter, Reporter, human_bytes
+from registry.report import NoProgress, NullReporter, Reporter, human_bytes
 from registry.check.view_check import check_view
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, ObjectMissingError
@@ -59,7 +59,8 @@ def check_workspace(workspace: Workspace, *, deep: bool = True, reporter: Report
     total = sum(size or 0 for size in expected.values())
     if deep and expected:
         reporter.status("verify", f"re-hashing {len(expected)} objects ({human_bytes(total)})")
-    checks = check_objects(workspace.objects, expected, deep=deep)
+    with reporter.progress("verify", total) if deep and expected else NoProgress() as bar:
+        checks = check_objects(workspace.objects, expected, deep=deep, on_bytes=bar.update)
     report.findings += object_findings(workspace, graph, checks)
     manifest_sizes = [workspace.objects.size(d) or 0 for d in graph.manifests]
     report.objects = len(set(expected) | set(graph.manifests))
