@@ -133,6 +133,8 @@ def model_info_text(info: ModelInfo) -> str:
 
 def import_summary(result: ImportResult) -> str:
     stats, manifest = result.stats, result.manifest
+    if result.unchanged:
+        return f"{result.entry.model_name} is up to date [{short(result.manifest_digest)}]: nothing changed"
     lines = [
         f"imported {result.entry.model_name} [{short(result.manifest_digest)}]: "
         f"{len(manifest.tensors)} tensors, {manifest.params:,} parameters, "
