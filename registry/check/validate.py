@@ -21,7 +21,8 @@ from registry.registry_file import RegistryDoc
 from registry.report import NoProgress, NullReporter, Reporter, human_bytes
 from registry.check.view_check import check_view
 from registry.workspace import Workspace
-from store.errors import CorruptObjectError, ObjectMissingError
+from store.errors import CorruptObjectError, ModelStoreError, ObjectMissingError
+from store.manifest import LocalOrigin
 from store.quarantine import list_quarantine, quarantined_digests
 from store.verify import ObjectCheck, check_objects, inventory, stray_entries
 
@@ -133,13 +134,32 @@ def object_findings(workspace: Workspace, graph: Reachable, checks: dict[str, Ob
 
 def orphan_findings(workspace: Workspace, doc: RegistryDoc) -> list[Finding]:
     found = []
+    sources = _local_sources(workspace, doc)
     for entry in _models_entries(workspace):
         if entry.name.startswith(".") or entry.name.lower() in STORE_FILES or entry.name in doc.models:
             continue
+        if os.path.abspath(entry.path) in sources:
+            continue  # the folder a registered model was imported from: the user's, not debris
         kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
         rel = f"models/{entry.name}"
         found.append(finding("orphan-directory", f"{rel} ({kind}) is not registered; `--fix` moves it to "
                              ".modelstore/quarantine/orphans/", path=rel))
+    return found
+
+
+def _local_sources(workspace: Workspace, doc: RegistryDoc) -> set[str]:
+    """The folders under models/ that registered models were imported from (``import-model
+    ./models/my-model``): never orphans, so --fix never moves a user's source folder away."""
+    found = set()
+    models_dir = os.path.abspath(workspace.models_dir)
+    for entry in doc.models.values():
+        try:
+            origin = workspace.manifest(entry.manifest).origin
+        except ModelStoreError:
+            continue
+        path = getattr(origin, "path", None)
+        if isinstance(origin, LocalOrigin) and path and os.path.dirname(os.path.abspath(path)) == models_dir:
+            found.add(os.path.abspath(path))
     return found
 
 
