@@ -55,7 +55,7 @@ def gc_text(outcome: GcOutcome, root: Path) -> str:
     plan, result = outcome.plan, outcome.result
     lines = [f"warning: lineage manifest {d[:12]} is recorded lost; its ancestors are not kept"
              for d in outcome.skipped_lineage]
-    young = (f"; {len(plan.young)} unreachable objects younger than {duration(plan.grace_s)} kept"
+    young = (f"; {plural(len(plan.young), 'unreachable object')} younger than {duration(plan.grace_s)} kept"
              if plan.young else "")
     if result is None:
         for doomed in plan.objects:
@@ -71,20 +71,20 @@ def gc_text(outcome: GcOutcome, root: Path) -> str:
             kept = "; its record.json stays" if doomed.keep_record else ""
             lines.append(f"would remove quarantined {_rel(doomed.path, root)} ({human_bytes(doomed.size)}, "
                          f"{duration(doomed.age_s)} old{kept})")
-        records = f", {len(plan.records)} stale source records" if plan.records else ""
+        records = f", {plural(len(plan.records), 'stale source record')}" if plan.records else ""
         records += f", {plural(len(plan.quarantine), 'quarantined item')}" if plan.quarantine else ""
-        lines.append(f"dry run: would free {human_bytes(plan.bytes)}: {len(plan.objects)} unreachable "
-                     f"objects, {len(plan.temp)} temp files{records}{young}; {plan.reachable} reachable "
-                     "objects kept")
+        lines.append(f"dry run: would free {human_bytes(plan.bytes)}: "
+                     f"{plural(len(plan.objects), 'unreachable object')}, {plural(len(plan.temp), 'temp file')}"
+                     f"{records}{young}; {plural(plan.reachable, 'reachable object')} kept")
         lines += _grace_hint(plan)
         return "\n".join(lines)
     spared = f"; {result.spared} kept because a writer used them meanwhile" if result.spared else ""
-    records = f", {result.removed_records} stale source records" if result.removed_records else ""
+    records = f", {plural(result.removed_records, 'stale source record')}" if result.removed_records else ""
     records += (f", {plural(result.removed_quarantine, 'quarantined item')}" if result.removed_quarantine
                 else "")
-    lines.append(f"removed {result.removed_objects} unreachable objects and {result.removed_temp} temp "
-                 f"files{records}, freed {human_bytes(result.freed_bytes)}{young}{spared}; {plan.reachable} "
-                 "reachable objects kept")
+    lines.append(f"removed {plural(result.removed_objects, 'unreachable object')} and "
+                 f"{plural(result.removed_temp, 'temp file')}{records}, freed {human_bytes(result.freed_bytes)}"
+                 f"{young}{spared}; {plural(plan.reachable, 'reachable object')} kept")
     lines += _grace_hint(plan)
     return "\n".join(lines)
 

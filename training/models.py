@@ -119,7 +119,9 @@ def load_tokenizer(workspace: Workspace, spec: str, *, own: tuple[Path, Adapter]
 
 def _load_from_folder(folder: Path, adapter: Adapter | None, where: str):
     if not any(_is_tokenizer_file(p.name) for p in folder.iterdir()):
-        raise TokenizerError(f"{where} has no tokenizer files (tokenizer.json, vocab, merges, ...)")
+        raise TokenizerError(f"{where} has no tokenizer files (tokenizer.json, vocab, merges, ...)",
+                             "pass `modelstore generate --tokenizer FOLDER_OR_MODEL`, or set "
+                             "tokenizer = \"<model name or folder>\" in the config")
     if adapter is None:
         model_type = _model_type(folder)
         from adapters import ADAPTERS

@@ -18,7 +18,7 @@ from registry.space.reachable import Reachable, reachable
 from registry.repair.recover import plan_recovery
 from registry.check.registry_check import RegistryCheck, check_registry
 from registry.registry_file import RegistryDoc
-from registry.report import NoProgress, NullReporter, Reporter, human_bytes
+from registry.report import NoProgress, NullReporter, Reporter, human_bytes, plural
 from registry.check.view_check import check_view
 from registry.workspace import Workspace
 from store.errors import CorruptObjectError, ModelStoreError, ObjectMissingError
@@ -175,8 +175,9 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         unreferenced = [o for o in inventory(workspace.objects) if o.digest not in keep]
         if unreferenced:
             size = human_bytes(sum(o.size for o in unreferenced))
-            found.append(finding("object-unreferenced", f"{len(unreferenced)} objects ({size}) are not "
-                                 "reached by any registered model; `modelstore gc` removes them",
+            verb = "is" if len(unreferenced) == 1 else "are"
+            found.append(finding("object-unreferenced", f"{plural(len(unreferenced), 'object')} ({size}) {verb} "
+                                 "not reached by any registered model; `modelstore gc` removes them",
                                  path=".modelstore/objects"))
     for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
                  workspace.models_dir):
@@ -192,13 +193,13 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         found.append(finding("object-stray", f"{rel} {what}", path=rel))
     temp = (sorted(layout.tmp.iterdir()) if layout.tmp.is_dir() else []) + view_debris(workspace)
     if temp:
-        found.append(finding("temp-debris", f"{len(temp)} temp files or folders in .modelstore/tmp and "
+        found.append(finding("temp-debris", f"{plural(len(temp), 'temp file or folder', 'temp files or folders')} in .modelstore/tmp and "
                              "models/ (from interrupted or running writes); gc removes them once an hour "
                              "old", path=".modelstore/tmp"))
     quarantined = list_quarantine(layout)
     if quarantined:
         size = human_bytes(sum(q.size for q in quarantined))
-        found.append(finding("quarantine", f"{len(quarantined)} items ({size}) set aside by --fix in "
+        found.append(finding("quarantine", f"{plural(len(quarantined), 'item')} ({size}) set aside by --fix in "
                              ".modelstore/quarantine/ (each with a record.json); delete them when you no "
                              "longer need them", path=".modelstore/quarantine"))
     return found
