@@ -28,6 +28,7 @@ from registry.report import NullReporter, Reporter, human_bytes
 from registry.workspace import Workspace
 from store.errors import UsageError
 from training.config import GenerateSettings, RunConfig, load_config
+from training.threads import set_cpu_threads
 
 TextSink = Callable[[str], None]
 
@@ -217,6 +218,7 @@ def generate_text(workspace: Workspace, name: str | None = None, *,
     )
     loaded = load_model(workspace, name, device=device or run.device, dtype=dtype or run.dtype,
                         tokenizer=tokenizer if tokenizer else run.tokenizer)
+    set_cpu_threads(loaded.device, loaded.manifest.params)
     inputs = image_prompt(workspace, loaded, prompt, image) if image is not None else None
     params = loaded.manifest.params
     reporter.status("model", f"{name} ({loaded.manifest.architecture_type}, {params:,} parameters, "
