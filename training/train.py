@@ -18,6 +18,7 @@ must be those the run started with; ``max_steps``, ``save_every``, ``eval_every`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,8 +282,8 @@ def _check_data_exists(config: RunConfig, where: str) -> None:
     keeps its relative ``data`` path, which then points nowhere)."""
     if not Path(config.data).exists():
         folder = Path(where).absolute().parent if where != "<config>" else Path.cwd()
-        raise ConfigError(where, f"key 'data': {config.data} does not exist (relative paths are resolved "
-                          f"against the config file's folder, {folder})",
+        raise ConfigError(where, f"key 'data': {os.path.normpath(config.data)} does not exist (relative "
+                          f"paths are resolved against the config file's folder, {folder})",
                           "set data to a text file or a folder of .txt/.md files, or drop the key to "
                           "train on the project's corpus")
 
