@@ -175,9 +175,9 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         unreferenced = [o for o in inventory(workspace.objects) if o.digest not in keep]
         if unreferenced:
             size = human_bytes(sum(o.size for o in unreferenced))
-            verb = "is" if len(unreferenced) == 1 else "are"
+            verb, them = ("is", "it") if len(unreferenced) == 1 else ("are", "them")
             found.append(finding("object-unreferenced", f"{plural(len(unreferenced), 'object')} ({size}) {verb} "
-                                 "not reached by any registered model; `modelstore gc` removes them",
+                                 f"not reached by any registered model; `modelstore gc` removes {them}",
                                  path=".modelstore/objects"))
     for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
                  workspace.models_dir):

@@ -136,7 +136,10 @@ def import_from_hub(
     before = registered_from(workspace, name, same_source)
     on_conflict = decide_conflict(workspace, name, on_conflict, same_source)
     license_info = job.find_license(sel)
-    how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
+    if before is not None and not assume_yes and confirm_license is not None:
+        how = "acknowledged when this commit was imported under this name"  # a re-run asks nothing
+    else:
+        how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
     reporter.status("license", f"{license_info.describe()}; {how}")
     weight_map = None
     if sel.index:

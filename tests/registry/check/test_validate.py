@@ -275,7 +275,7 @@ def test_unreferenced_objects_and_temp_debris_are_notes(s):
     report = validate(s.ws)
     assert report.ok
     assert [f.code for f in report.notes] == ["object-unreferenced", "temp-debris"]
-    assert report.notes[0].message.startswith("1 objects")
+    assert report.notes[0].message.startswith("1 object (")  # singular since plurals were fixed
 
 
 def _write_through_view(path: str) -> str:
