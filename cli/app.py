@@ -20,9 +20,19 @@ from registry.report import Reporter
 from store.errors import Hint, ModelStoreError
 
 
+def quiet() -> bool:
+    """``--quiet`` was given: no status lines and no progress bars (results and errors stay)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and (ctx.find_root().obj or {}).get("quiet"))
+
+
 class CliReporter(Reporter):
+    def __init__(self) -> None:
+        self.quiet = quiet()
+
     def status(self, component: str, message: Hint) -> None:
-        click.echo(f"  {component:<10} {errors.say(message)}", err=True)
+        if not self.quiet:
+            click.echo(f"  {component:<10} {errors.say(message)}", err=True)
 
     def warning(self, message: Hint) -> None:
         click.echo(f"warning: {errors.say(message)}", err=True)
@@ -30,9 +40,22 @@ class CliReporter(Reporter):
     def progress_bar(self) -> type | None:
         # huggingface_hub's bar: percentage, speed, time left, total size; it stays quiet when
         # stderr is not a terminal or HF_HUB_DISABLE_PROGRESS_BARS=1 (TQDM_POSITION=-1 forces it).
+        if self.quiet:
+            return None
         from huggingface_hub.utils import tqdm
 
         return tqdm
+
+    def progress(self, desc: str, total: int, unit: str = "B"):
+        """The same bar for local work (import, re-hash, gc), drawn as huggingface_hub draws its
+        own: only on a terminal (tqdm's ``disable=None``), unless HF_HUB_DISABLE_PROGRESS_BARS=1;
+        TQDM_POSITION=-1 forces it."""
+        bar = self.progress_bar()
+        if bar is None:
+            return super().progress(desc, total, unit)
+        forced = os.environ.get("TQDM_POSITION") == "-1"
+        return bar(total=total, desc=f"  {desc}", unit=unit, unit_scale=unit == "B", leave=False,
+                   file=sys.stderr, dynamic_ncols=True, disable=False if forced else None)
 
 
 class ModelStoreGroup(click.Group):
@@ -60,8 +83,10 @@ def workspace(ctx: click.Context):
 @click.group(cls=ModelStoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), envvar="MODELSTORE_ROOT",
               help="Workspace holding .modelstore/ and models/ (env MODELSTORE_ROOT; default: .).")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars or status lines (results, warnings and errors still print).")
 @click.version_option(__version__, "--version", package_name="modelstore", message="modelstore %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, root: Path | None) -> None:
+def cli(ctx: click.Context, root: Path | None, quiet: bool) -> None:
     """A local, content-addressed store for model weights."""
-    ctx.obj = {"root": root}
+    ctx.obj = {"root": root, "quiet": quiet}

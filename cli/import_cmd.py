@@ -9,11 +9,21 @@ from cli import app
 from cli.app import CliReporter, cli, workspace
 
 
-def _ask_conflict(name: str) -> str:
-    return click.prompt(
-        f"A model named {name!r} already exists. overwrite, rename or cancel?",
-        type=click.Choice(["overwrite", "rename", "cancel"]), default="cancel", err=True,
-    )
+def _conflict_prompt(ws):
+    def ask(name: str) -> str:
+        from registry.ops import free_name
+
+        other = free_name(ws, name)
+        choice = click.prompt(
+            f"A model named {name!r} already exists: overwrite it, rename (import as {other!r}) or cancel?",
+            type=click.Choice(["overwrite", "rename", "cancel"]), default="cancel", show_choices=False,
+            err=True,
+        )
+        if choice == "rename":
+            click.echo(f"importing as {other!r}", err=True)
+        return choice
+
+    return ask
 
 
 def _confirm_license(info) -> bool:
@@ -53,8 +63,9 @@ def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_siz
     from registry.importer import import_model as run_import
 
     asking = app.interactive()
-    policy = on_conflict or (_ask_conflict if asking else "cancel")
-    result = run_import(workspace(ctx), source, name=name, revision=revision, token=token,
+    ws = workspace(ctx)
+    policy = on_conflict or (_conflict_prompt(ws) if asking else "cancel")
+    result = run_import(ws, source, name=name, revision=revision, token=token,
                         assume_yes=yes, on_conflict=policy, reporter=CliReporter(),
                         confirm_license=_confirm_license if asking else None,
                         ask_token=_ask_token if asking else None, trust_size_only=trust_size_only,

@@ -14,10 +14,15 @@ from store.errors import UsageError
 @cli.command("delete-model")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--delete-files", is_flag=True, help="Also remove the view models/NAME (blobs go only through gc).")
+@click.option("--keep-view", is_flag=True,
+              help="Keep the view models/NAME (its links dangle once gc frees the blobs they point at).")
+@click.option("--delete-files", is_flag=True, hidden=True,
+              help="Remove the view too: the default now; accepted for scripts written before.")
 @click.pass_context
-def delete_model_cmd(ctx, name, yes, delete_files) -> None:
-    """Remove a model's name from the registry."""
+def delete_model_cmd(ctx, name, yes, keep_view, delete_files) -> None:
+    """Remove a model's name from the registry and its view models/NAME; blobs go through gc."""
+    if keep_view and delete_files:
+        raise UsageError("--keep-view and --delete-files contradict each other", "pass one of them")
     from registry.ops import delete_model
 
     def confirm(entry, children) -> bool:
@@ -30,13 +35,18 @@ def delete_model_cmd(ctx, name, yes, delete_files) -> None:
             raise UsageError(f"deleting {name!r} needs confirmation", "pass --yes to delete without asking")
         return click.confirm(f"Delete model {name!r} ({entry.model_id})?", default=False, err=True)
 
-    result = delete_model(workspace(ctx), name, delete_files=delete_files, confirm=confirm)
+    result = delete_model(workspace(ctx), name, delete_files=not keep_view, confirm=confirm)
     if result.entry is None:  # an interrupted delete, finished now
         removed = "; removed what was left of its view" if result.view_removed else ""
         click.echo(f"{name} was already deleted{removed}; run `python main.py gc` to free its unshared blobs")
         return
-    kept = "" if result.view_removed else f"; its view {result.entry.local_path}/ was kept (--delete-files removes it)"
-    click.echo(f"deleted {name}{kept}; run `python main.py gc` to free its unshared blobs")
+    if result.view_removed:
+        click.echo(f"deleted {name} and its view {result.entry.local_path}/; run `python main.py gc` to free "
+                   "its unshared blobs")
+        return
+    click.echo(f"deleted {name}; its view {result.entry.local_path}/ was kept (--keep-view), but its links "
+               "dangle once `python main.py gc` frees the blobs no other model shares; "
+               f"`python main.py validate-registry --fix` moves it to the quarantine")
 
 
 @cli.command("validate-registry")
@@ -103,14 +113,15 @@ def validate_registry_cmd(ctx, fast, as_json, fix, dry_run, yes, upstream) -> No
 
 @cli.command("gc")
 @click.option("--grace", default="1h", show_default=True,
-              help="Keep unreachable objects and temp files younger than this (0, 90s, 30m, 1h, 2d).")
+              help="Keep unreachable objects, temp files and quarantined items younger than this "
+                   "(0, 90s, 30m, 1h, 2d).")
 @click.option("--dry-run", is_flag=True,
               help="List what would be removed and the bytes freed; remove nothing.")
 @click.option("--remote", "remote_name", help="Collect on this remote: objects no remote ref reaches.")
 @click.option("--break-lock", is_flag=True, help="With --remote: replace a stale (expired) gc lock.")
 @click.pass_context
 def gc_cmd(ctx, grace, dry_run, remote_name, break_lock) -> None:
-    """Delete objects no registered model reaches, and old temp files."""
+    """Delete objects no registered model reaches, old temp files and old quarantined items."""
     from cli.maintenance_text import gc_text
     from registry.space.gc import collect_garbage
     from store.gc import parse_duration

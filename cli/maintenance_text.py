@@ -8,11 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.space.gc import GcOutcome
+from store.gc import GcPlan
 from registry.check.findings import ValidationReport
 from registry.repair.fix import RepairResult
 from registry.repair.plan import RepairPlan
-from cli.errors import say
-from registry.report import human_bytes
+from cli.errors import command, say
+from store.errors import Next
+from registry.report import human_bytes, plural
 
 
 def _validation_text(report: ValidationReport) -> str:
@@ -51,10 +53,11 @@ def _outcome_text(result: RepairResult) -> str:
 
 
 def gc_text(outcome: GcOutcome, root: Path) -> str:
+    """gc's report (it may name ``gc --grace 0``, spelled as the command to type)."""
     plan, result = outcome.plan, outcome.result
     lines = [f"warning: lineage manifest {d[:12]} is recorded lost; its ancestors are not kept"
              for d in outcome.skipped_lineage]
-    young = (f"; {len(plan.young)} unreachable objects younger than {duration(plan.grace_s)} kept"
+    young = (f"; {plural(len(plan.young), 'unreachable object')} younger than {duration(plan.grace_s)} kept"
              if plan.young else "")
     if result is None:
         for doomed in plan.objects:
@@ -66,17 +69,36 @@ def gc_text(outcome: GcOutcome, root: Path) -> str:
         for record in plan.records:
             why = "unreadable" if record.folder is None else f"of {record.folder}: folder gone"
             lines.append(f"would remove source record {_rel(record.path, root)} ({why})")
-        records = f", {len(plan.records)} stale source records" if plan.records else ""
-        lines.append(f"dry run: would free {human_bytes(plan.bytes)}: {len(plan.objects)} unreachable "
-                     f"objects, {len(plan.temp)} temp files{records}{young}; {plan.reachable} reachable "
-                     "objects kept")
+        for doomed in plan.quarantine:
+            kept = "; its record.json stays" if doomed.keep_record else ""
+            lines.append(f"would remove quarantined {_rel(doomed.path, root)} ({human_bytes(doomed.size)}, "
+                         f"{duration(doomed.age_s)} old{kept})")
+        records = f", {plural(len(plan.records), 'stale source record')}" if plan.records else ""
+        records += f", {plural(len(plan.quarantine), 'quarantined item')}" if plan.quarantine else ""
+        lines.append(f"dry run: would free {human_bytes(plan.bytes)}: "
+                     f"{plural(len(plan.objects), 'unreachable object')}, {plural(len(plan.temp), 'temp file')}"
+                     f"{records}{young}; {plural(plan.reachable, 'reachable object')} kept")
+        lines += _grace_hint(plan)
         return "\n".join(lines)
     spared = f"; {result.spared} kept because a writer used them meanwhile" if result.spared else ""
-    records = f", {result.removed_records} stale source records" if result.removed_records else ""
-    lines.append(f"removed {result.removed_objects} unreachable objects and {result.removed_temp} temp "
-                 f"files{records}, freed {human_bytes(result.freed_bytes)}{young}{spared}; {plan.reachable} "
-                 "reachable objects kept")
+    records = f", {plural(result.removed_records, 'stale source record')}" if result.removed_records else ""
+    records += (f", {plural(result.removed_quarantine, 'quarantined item')}" if result.removed_quarantine
+                else "")
+    lines.append(f"removed {plural(result.removed_objects, 'unreachable object')} and "
+                 f"{plural(result.removed_temp, 'temp file')}{records}, freed {human_bytes(result.freed_bytes)}"
+                 f"{young}{spared}; {plural(plan.reachable, 'reachable object')} kept")
+    lines += _grace_hint(plan)
     return "\n".join(lines)
+
+
+def _grace_hint(plan: GcPlan) -> list[str]:
+    """When the grace period kept unreachable objects (a model deleted minutes ago), how to
+    free them now."""
+    if not plan.young or plan.grace_s <= 0:
+        return []
+    return [f"{human_bytes(sum(d.size for d in plan.young))} of unreachable objects are younger than the "
+            f"grace period ({duration(plan.grace_s)}); `{command(Next('gc', '--grace', '0'))}` frees them now (only while "
+            "no import is running)"]
 
 
 def duration(seconds: float) -> str:

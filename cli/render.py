@@ -13,22 +13,48 @@ from registry.info import ModelInfo
 from registry.lineage import LineageNode
 from registry.registry_file import RegistryEntry
 from cli.errors import say
-from registry.report import human_bytes
+from registry.report import human_bytes, plural
 from registry.space.du import StoreUsage
 from store.manifest import HubOrigin
 
-LIST_COLUMNS = ("model_name", "model_id", "architecture_type", "source", "created_at")
-LIST_HEADINGS = ("MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "CREATED_AT")
-
-
-def models_table(entries: list[RegistryEntry]) -> str:
+def models_table(entries: list[RegistryEntry], now: float | None = None) -> str:
+    """Name, id (only where it differs from the name; the column only when one does),
+    architecture, source, size of its files, and when it was registered ("2 h ago")."""
     noun = "model" if len(entries) == 1 else "models"
     if not entries:
         return f"0 {noun}"
-    rows = [LIST_HEADINGS] + [tuple(str(getattr(e, c)) for c in LIST_COLUMNS) for e in entries]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(LIST_COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    with_id = any(e.model_id != e.model_name for e in entries)
+    headings = ("MODEL_NAME", *(("MODEL_ID",) if with_id else ()), "ARCHITECTURE", "SOURCE", "SIZE", "CREATED")
+    rows = [headings]
+    for e in entries:
+        size = e.metadata.get("file_size")
+        model_id = (("" if e.model_id == e.model_name else e.model_id),) if with_id else ()
+        rows.append((e.model_name, *model_id, e.architecture_type, e.source,
+                     human_bytes(size) if isinstance(size, int) else "?", ago(e.created_at, now)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headings))]
+    size_col = headings.index("SIZE")
+    lines = ["  ".join(cell.rjust(w) if i == size_col else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
     return "\n".join(lines) + f"\n{len(entries)} {noun}"
+
+
+def ago(iso: str, now: float | None = None) -> str:
+    """``2026-12-07T06:17:00Z`` as ``just now``, ``5 min ago``, ``2 h ago``, ``3 d ago``, or the
+    date when older than 30 days (or the text itself when it is not such a time)."""
+    import calendar
+    import time
+
+    try:
+        then = calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        return str(iso)
+    seconds = (time.time() if now is None else now) - then
+    if seconds < 60:
+        return "just now"
+    for unit, size, limit in (("min", 60, 3600), ("h", 3600, 86400), ("d", 86400, 30 * 86400)):
+        if seconds < limit:
+            return f"{int(seconds // size)} {unit} ago"
+    return iso[:10]
 
 
 def short(digest: str) -> str:
@@ -105,8 +131,8 @@ def model_info_text(info: ModelInfo) -> str:
         ("license", manifest.license or "unknown"),
         ("model_size", f"{manifest.params:,} parameters"),
         ("file_size", f"{human_bytes(info.file_size)} ({info.file_size:,} bytes)"),
-        ("on disk", f"{human_bytes(info.exclusive_bytes)} held by this model alone, "
-                    f"{human_bytes(info.shared_bytes)} shared with other models"),
+        ("on disk", f"{human_bytes(info.exclusive_bytes)} held by this model alone (its manifest "
+                    f"included, as du counts), {human_bytes(info.shared_bytes)} shared with other models"),
         ("fine_tuned_from", (entry.fine_tuned_from or "-") + (" (not in the registry any more)"
                                                                if info.parent_missing else "")),
         ("local_path", entry.local_path),
@@ -134,6 +160,8 @@ def model_info_text(info: ModelInfo) -> str:
 
 def import_summary(result: ImportResult) -> str:
     stats, manifest = result.stats, result.manifest
+    if result.unchanged:
+        return f"{result.entry.model_name} is up to date [{short(result.manifest_digest)}]: nothing changed"
     lines = [
         f"imported {result.entry.model_name} [{short(result.manifest_digest)}]: "
         f"{len(manifest.tensors)} tensors, {manifest.params:,} parameters, "
@@ -171,12 +199,18 @@ def usage_text(usage: StoreUsage) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in rows]
     lines.append(
-        f"store: {len(usage.models)} models, {human_bytes(usage.logical_bytes)} logical in "
+        f"store: {plural(len(usage.models), 'model')}, {human_bytes(usage.logical_bytes)} logical in "
         f"{human_bytes(usage.referenced_bytes)} of blobs (dedup ratio {usage.dedup_ratio:.2f}x); "
-        f"{human_bytes(usage.stored_bytes)} on disk in {usage.objects} objects, of which "
+        f"{human_bytes(usage.stored_bytes)} on disk in {plural(usage.objects, 'object')}, of which "
         f"{human_bytes(usage.unreferenced_bytes)} in {usage.unreferenced_objects} unreferenced "
         f"(freed by gc once older than its grace period)"
     )
+    if usage.quarantine_items:
+        lines.append(f"quarantine: {human_bytes(usage.quarantine_bytes)} in "
+                     f"{plural(usage.quarantine_items, 'item')} set aside by validate-registry --fix "
+                     "(gc removes them once older than its grace period)")
+    lines.append(f"TOTAL {human_bytes(usage.stored_bytes + usage.quarantine_bytes)} on disk "
+                 f"(objects{' and quarantine' if usage.quarantine_items else ''})")
     return "\n".join(lines)
 
 

@@ -21,10 +21,13 @@ class CliTrainReporter(CliReporter, TrainReporter):
     """Status lines on stderr, plus a progress bar (a line per tenth of the run without a terminal)."""
 
     def __init__(self):
+        super().__init__()
         self.bar = None
         self.tty = sys.stderr.isatty() and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") != "1"
 
     def _say(self, component: str, message: str) -> None:
+        if self.quiet:
+            return
         line = f"  {component:<10} {message}"
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)  # above the bar, which is redrawn below it
@@ -32,6 +35,8 @@ class CliTrainReporter(CliReporter, TrainReporter):
             click.echo(line, err=True)
 
     def on_step(self, state, max_steps, tokens_per_s) -> None:
+        if self.quiet:
+            return
         if self.tty:
             if self.bar is None:
                 from huggingface_hub.utils import tqdm
@@ -121,11 +126,13 @@ class TextReporter(CliReporter):
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps (default: config device, auto).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               help="Convert the weights on load (default auto: keep the stored dtype).")
+@click.option("--tokenizer", help="A tokenizer folder or a registered model's name, for a model imported "
+              "without one (default: the config's tokenizer, else the model's own).")
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
               help="An image the prompt is about (vision-language models): processor and chat template applied.")
 @click.pass_context
 def generate_cmd(ctx, name, prompt, config_path, max_new_tokens, temperature, top_k, seed, device,
-                 dtype, image) -> None:
+                 dtype, tokenizer, image) -> None:
     """Generate text from a registered model (or a checkpoint: NAME@step-N), streaming it to stdout."""
     from training.generate import generate_text
 
@@ -138,6 +145,6 @@ def generate_cmd(ctx, name, prompt, config_path, max_new_tokens, temperature, to
 
     generate_text(workspace(ctx), name, config=config_path, prompt=prompt, max_new_tokens=max_new_tokens,
                   temperature=temperature, top_k=top_k, seed=seed, device=device, dtype=dtype,
-                  on_text=emit, image=image, reporter=reporter)
+                  on_text=emit, image=image, reporter=reporter, tokenizer=tokenizer)
     if not reporter.ended:
         click.echo()

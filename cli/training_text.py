@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry.report import human_bytes
+from registry.report import human_bytes, plural
 
 if TYPE_CHECKING:
     from training.checkpoint import SavedCheckpoint
@@ -55,7 +55,7 @@ def train_summary(result: TrainResult) -> str:
     lines.append(f"{steps} steps, {state.tokens:,} tokens in total{resumed}, "
                  f"{state.elapsed_s:.1f} s of training")
     refs = ", ".join(f"{entry.model_name}@step-{c.step}" for c in result.checkpoints)
-    lines.append(f"{len(result.checkpoints)} checkpoints: {refs} (load one as {entry.model_name}@step-N; "
+    lines.append(f"{plural(len(result.checkpoints), 'checkpoint')}: {refs} (load one as {entry.model_name}@step-N; "
                  f"`python main.py register {entry.model_name}@step-N` keeps it)")
     written = sum(c.stats.written_bytes for c in result.checkpoints)
     skipped = sum(c.stats.skipped for c in result.checkpoints)

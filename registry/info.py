@@ -8,9 +8,9 @@ from registry.ops import get_model
 from registry.checkpoints import Checkpoint, is_ref, run_checkpoints
 from registry.lineage import LineageNode, children_of, lineage
 from registry.registry_file import RegistryEntry
+from registry.space.du import model_usages
 from registry.views import model_file_size
 from registry.workspace import Workspace
-from store.errors import ModelStoreError
 from store.manifest import HubOrigin, LocalOrigin, Manifest, TrainingOrigin
 
 
@@ -42,22 +42,15 @@ def describe_origin(manifest: Manifest) -> str:
 
 def model_info(workspace: Workspace, name: str) -> ModelInfo:
     entry, manifest = get_model(workspace, name)
-    sizes = manifest.expected_sizes()
-    others: set[str] = set()
     registered = workspace.read_registry().models
-    for other in registered.values():
-        if other.model_name != name:
-            try:
-                others |= workspace.manifest(other.manifest).object_digests()
-            except ModelStoreError:
-                continue  # validate-registry reports it; info about this model still stands
-    shared = sum(size for digest, size in sizes.items() if digest in others)
+    # As du counts them (its manifest included), so the two commands agree.
+    usage = model_usages(workspace)[0].get(name)
     return ModelInfo(
         entry=entry,
         manifest=manifest,
         file_size=model_file_size(manifest),
-        exclusive_bytes=sum(sizes.values()) - shared,
-        shared_bytes=shared,
+        exclusive_bytes=usage.exclusive_bytes if usage else 0,
+        shared_bytes=usage.shared_bytes if usage else 0,
         dtypes=sorted({t.dtype for t in manifest.tensors.values()}),
         origin=describe_origin(manifest),
         lineage=lineage(workspace, name),

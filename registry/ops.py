@@ -67,7 +67,7 @@ def resolve_conflict(
 
     ``same_source`` says whether the registered version came from where this import reads:
     then the conflict is left for ``register``, which accepts an identical version as a
-    no-op, so re-running an import is harmless.
+    no-op, so re-running an import is harmless, and an interactive policy is not asked.
     """
     doc = workspace.read_registry()
     _check_case_collision(doc.models, name)
@@ -78,7 +78,7 @@ def resolve_conflict(
                 Text("move it away, or run `", FIX, "` to adopt or set it aside"),
             )
         return name, None
-    if same_source is not None and policy == "cancel":
+    if same_source is not None and policy != "rename":
         try:
             if same_source(workspace.manifest(doc.models[name].manifest)):
                 return name, None
@@ -92,6 +92,11 @@ def resolve_conflict(
     if choice == "rename":
         return _free_name(workspace, doc.models, name), "rename"
     return name, "overwrite"
+
+
+def free_name(workspace: Workspace, name: str) -> str:
+    """The name "rename" would pick for a taken ``name`` (NAME-2, NAME-3, ...)."""
+    return _free_name(workspace, workspace.read_registry().models, name)
 
 
 def _free_name(workspace: Workspace, taken: dict[str, Any], name: str) -> str:

@@ -6,6 +6,8 @@ stderr, tests pass one that records them, and the default says nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from store.errors import Hint
 
 
@@ -26,8 +28,39 @@ class Reporter:
         """
         return None
 
+    def progress(self, desc: str, total: int, unit: str = "B") -> Any:
+        """A bar for one long step (import, re-hash, gc): ``update(n)`` as work is done, then
+        ``close()`` (or use it as a context manager). Bytes show with rate and time left.
+
+        Drawn with ``progress_bar()``'s class; the base class draws nothing."""
+        bar = self.progress_bar()
+        if bar is None:
+            return NoProgress()
+        return bar(total=total, desc=desc, unit=unit, unit_scale=unit == "B", leave=False)
+
+
+class NoProgress:
+    """A progress bar that shows nothing."""
+
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
 
 NullReporter = Reporter
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 checkpoint``, ``2 checkpoints``, ``0 items``."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
 
 
 class RecordingReporter(Reporter):

@@ -13,16 +13,22 @@ registered manifests and their lineage); this module gets the set of digests to 
   mtime, and the object is put back; a writer that looks after the rename sees it missing
   and writes it again. So gc never takes a blob an import is about to reference.
 
-Every removal goes through ``store.fsops``. Quarantine is never touched.
+Quarantine (``store.quarantine``): an item --fix set aside more than the grace period ago
+is removed too, except what its record says: a record of an object recorded lost stays (it
+is how gc and validation know that history is gone), and so does the record of a
+quarantined object that nothing restored (the bytes go, the record of their digest stays).
+
+Every removal goes through ``store.fsops``.
 """
 
 from __future__ import annotations
 
 import os
+import calendar
 import re
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +36,7 @@ from store import fsops
 from store.errors import UsageError
 from store.layout import Layout
 from store.objects import ObjectStore
+from store.quarantine import RECORD_FILENAME, QuarantinedItem, list_quarantine
 from store.sourcecache import folder_exists, stale_records
 from store.verify import inventory
 
@@ -65,6 +72,16 @@ class DoomedRecord:
     folder: str | None  # the folder it remembered, now gone; None when it cannot be read
 
 
+@dataclass(frozen=True)
+class DoomedQuarantine:
+    """A quarantine folder whose contents go (``keep_record``: all but its record.json)."""
+
+    path: Path
+    size: int
+    age_s: float
+    keep_record: bool
+
+
 @dataclass
 class GcPlan:
     grace_s: float
@@ -73,14 +90,15 @@ class GcPlan:
     temp: list[Doomed] = field(default_factory=list)  # temp files and folders older than grace
     records: list[DoomedRecord] = field(default_factory=list)  # of folders that are gone, or unreadable
     young: list[Doomed] = field(default_factory=list)  # unreachable but within grace: kept
+    quarantine: list[DoomedQuarantine] = field(default_factory=list)  # set aside by --fix, older than grace
 
     @property
     def bytes(self) -> int:
-        return sum(d.size for d in self.objects + self.temp + self.records)
+        return sum(d.size for d in self.objects + self.temp + self.records + self.quarantine)
 
     @property
     def empty(self) -> bool:
-        return not self.objects and not self.temp and not self.records
+        return not self.objects and not self.temp and not self.records and not self.quarantine
 
 
 @dataclass
@@ -90,6 +108,7 @@ class GcResult:
     removed_records: int = 0
     freed_bytes: int = 0
     spared: int = 0  # planned, but touched by a writer since: kept
+    removed_quarantine: int = 0
 
 
 def plan_gc(layout: Layout, keep: set[str], grace_s: float, *, extra_temp: Iterable[Path] = (),
@@ -117,13 +136,31 @@ def plan_gc(layout: Layout, keep: set[str], grace_s: float, *, extra_temp: Itera
         size, mtime = _footprint(path)
         if mtime is not None and now - mtime >= grace_s:
             plan.records.append(DoomedRecord(path, size, now - mtime, folder))
+    objects = ObjectStore(layout)
+    for item in list_quarantine(layout):
+        if item.record.kind == "lost":
+            continue  # a record only, and the proof that a lineage manifest is gone
+        age = now - _moved_at(item)
+        if age >= grace_s:
+            digest = item.record.digest
+            keep_record = item.record.kind == "objects" and bool(digest) and not objects.exists(digest)
+            plan.quarantine.append(DoomedQuarantine(item.folder, item.size, age, keep_record))
     plan.objects.sort(key=lambda d: d.digest or "")
     plan.temp.sort(key=lambda d: str(d.path))
     return plan
 
 
-def sweep(layout: Layout, plan: GcPlan) -> GcResult:
-    """Remove what ``plan`` lists, re-checking each age first. The caller holds the lock."""
+def _moved_at(item: QuarantinedItem) -> float:
+    try:
+        return float(calendar.timegm(time.strptime(item.record.moved_at, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return item.folder.stat().st_mtime
+
+
+def sweep(layout: Layout, plan: GcPlan, on_bytes: Callable[[int], None] | None = None) -> GcResult:
+    """Remove what ``plan`` lists, re-checking each age first. The caller holds the lock.
+
+    ``on_bytes(n)``: told the size of each object handled (a progress bar)."""
     result = GcResult()
     staging: Path | None = None
     try:
@@ -135,6 +172,8 @@ def sweep(layout: Layout, plan: GcPlan) -> GcResult:
                 result.freed_bytes += doomed.size
             else:
                 result.spared += 1
+            if on_bytes is not None:
+                on_bytes(doomed.size)
         for doomed in plan.temp:
             size, mtime = _footprint(doomed.path)
             if mtime is None or time.time() - mtime < plan.grace_s:
@@ -147,6 +186,22 @@ def sweep(layout: Layout, plan: GcPlan) -> GcResult:
                 continue
             fsops.unlink(doomed.path)
             result.removed_records += 1
+            result.freed_bytes += doomed.size
+        for doomed in plan.quarantine:
+            if not doomed.path.is_dir() or doomed.path.is_symlink():
+                continue
+            if doomed.keep_record:
+                for child in sorted(doomed.path.iterdir()):
+                    if child.name == RECORD_FILENAME:
+                        continue
+                    if child.is_dir() and not child.is_symlink():
+                        fsops.rmtree(child)
+                    else:
+                        fsops.unlink(child)
+                fsops.fsync_dir(doomed.path)
+            else:
+                fsops.rmtree(doomed.path)
+            result.removed_quarantine += 1
             result.freed_bytes += doomed.size
     finally:
         if staging is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +126,15 @@ class ObjectStore:
                 fsops.write_all(fd, data, tmp)
             return batch.add(fd, tmp, digest, None)
 
-    def put_tensors(self, source: Path, wanted: dict[str, str] | None = None) -> list[StoredTensor]:
+    def put_tensors(self, source: Path, wanted: dict[str, str] | None = None,
+                    on_bytes: Callable[[int], None] | None = None) -> list[StoredTensor]:
         """Split a safetensors file into canonical one-tensor blobs, at the byte level: the one
         re-split of the project (import, restore from a local folder or a Hub download).
 
         ``wanted``: only these tensors (name -> the digest a manifest expects), each written
         only if it hashes to that digest (a source that changed writes nothing; its
-        ``StoredTensor`` then carries the digest it has, for the caller to report)."""
+        ``StoredTensor`` then carries the digest it has, for the caller to report).
+        ``on_bytes(n)`` is told each tensor's size once it is stored (a progress bar)."""
         with open(source, "rb") as f:
             src = f.fileno()
             size = os.fstat(src).st_size
@@ -140,10 +142,14 @@ class ObjectStore:
             specs = [s for s in header.tensors if wanted is None or s.name in wanted]
             largest = max((spec.nbytes for spec in specs), default=0)
             buffer = memoryview(bytearray(min(largest, _COPY_BUFFER)))
+            stored = []
             with Batch(self) as batch:
-                return [StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch,
-                                                            wanted.get(spec.name) if wanted else None))
-                        for spec in specs]
+                for spec in specs:
+                    stored.append(StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch,
+                                                                      wanted.get(spec.name) if wanted else None)))
+                    if on_bytes is not None:
+                        on_bytes(spec.nbytes)
+            return stored
 
     def _put_tensor(self, src: int, buffer: memoryview, spec: TensorSpec, source: Path,
                     batch: Batch, expect: str | None = None) -> PutResult:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -143,8 +144,9 @@ class SourceCache:
         self.hits: list[str] = []  # relative paths whose blobs were found without reading them
         self.seen: set[str] = set()  # relative paths this import stored
 
-    def put_tensors(self, relpath: str, path: Path) -> list[StoredTensor]:
-        """``ObjectStore.put_tensors(path)``, skipped when the file is remembered unchanged."""
+    def put_tensors(self, relpath: str, path: Path,
+                    on_bytes: Callable[[int], None] | None = None) -> list[StoredTensor]:
+        """``ObjectStore.put_tensors(path, on_bytes)``, skipped when the file is remembered unchanged."""
         self.seen.add(relpath)
         before = os.stat(path)
         known = self._trusted(relpath, before)
@@ -155,7 +157,7 @@ class SourceCache:
                                      PutResult(t.digest, t.blob_size, written=False))
                         for t in known.tensors]
         started = time.time_ns()
-        stored = self.objects.put_tensors(path)
+        stored = self.objects.put_tensors(path, on_bytes=on_bytes)
         tensors = [RememberedTensor(s.spec.name, s.spec.dtype, list(s.spec.shape), s.spec.start, s.spec.end,
                                     s.put.digest, s.put.size) for s in stored]
         self._remember(relpath, path, RememberedFile(Identity.of(before), started, tensors=tensors))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +50,12 @@ def check_objects(
     *,
     deep: bool,
     workers: int | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> dict[str, ObjectCheck]:
     """Check every object of ``expected`` (digest -> size it must have, or None).
 
     The fast check looks at presence, type and size only; ``deep`` also re-hashes every
-    object that passed those.
+    object that passed those. ``on_bytes(n)`` is told the size of each object re-hashed.
     """
     results: dict[str, ObjectCheck] = {}
     to_hash: list[tuple[str, int, int | None, bool]] = []
@@ -101,12 +102,18 @@ def check_objects(
 
     to_hash.sort(key=lambda item: item[1], reverse=True)
     count = workers or min(MAX_WORKERS, (os.cpu_count() or 1) + 1)
+
+    def collect(hashed: Iterable[ObjectCheck]) -> None:
+        for check, item in zip(hashed, to_hash):
+            results[check.digest] = check
+            if on_bytes is not None:
+                on_bytes(item[1])
+
     if len(to_hash) <= 1 or count <= 1:
-        hashed: Iterable[ObjectCheck] = map(rehash, to_hash)
-        results.update((c.digest, c) for c in hashed)
+        collect(map(rehash, to_hash))
     else:
         with ThreadPoolExecutor(count, thread_name_prefix="rehash") as pool:
-            results.update((c.digest, c) for c in pool.map(rehash, to_hash))
+            collect(pool.map(rehash, to_hash))
     return results
 
 

@@ -42,8 +42,10 @@ def test_import_list_info_delete(run, tiny_model, root):
     assert "weights" in imported.stderr and "tokenizer" in imported.stderr
 
     listed = run("list-models")
-    assert listed.stdout.splitlines()[0].split() == ["MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "CREATED_AT"]
+    assert listed.stdout.splitlines()[0].split() == ["MODEL_NAME", "MODEL_ID", "ARCHITECTURE", "SOURCE", "SIZE",
+                                                     "CREATED"]
     assert listed.stdout.splitlines()[1].split()[:4] == ["tiny", "src", "qwen2", "local"]
+    assert listed.stdout.splitlines()[1].endswith("just now")
     assert listed.stdout.strip().endswith("1 model")
     as_json = json.loads(run("list-models", "--json").stdout)
     assert [e["model_name"] for e in as_json] == ["tiny"]

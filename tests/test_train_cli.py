@@ -107,7 +107,8 @@ def test_fine_tune_prints_progress_and_a_summary(run, root, base):
     assert lineage.stdout.strip().endswith("fine-tuned from it: ft")
     assert run("lineage", "ft").stdout.splitlines()[2].startswith("  -> ft [")
     listed = run("list-models", "--source", "finetuned")
-    assert listed.stdout.splitlines()[1].split()[:4] == ["ft", "ft", "qwen2", "finetuned"]
+    assert listed.stdout.splitlines()[0].split()[:2] == ["MODEL_NAME", "ARCHITECTURE"]  # no id equal to the name
+    assert listed.stdout.splitlines()[1].split()[:3] == ["ft", "qwen2", "finetuned"]
     du = run("du", "--json")
     models = {m["name"]: m for m in json.loads(du.stdout)["models"]}
     trained = ("model.layers.3.", "model.norm.weight")

@@ -170,9 +170,9 @@ def test_gc_forgets_source_records_of_removed_folders(s, run):
     assert listed.exit_code == 0
     wanted = [line for line in listed.stdout.splitlines() if line.startswith("would remove source record ")]
     assert len(wanted) == 1 and wanted[0].endswith(f"(of {s.src_b}: folder gone)")
-    assert ", 1 stale source records" in listed.stdout.splitlines()[-1]
+    assert ", 1 stale source record;" in listed.stdout.splitlines()[-1]  # singular since "1 item" plurals
     removed = run("gc", "--grace", "0")
-    assert removed.exit_code == 0 and ", 1 stale source records, freed " in removed.stdout
+    assert removed.exit_code == 0 and ", 1 stale source record, freed " in removed.stdout
     left = sorted((s.root / ".modelstore" / "sources").iterdir())
     assert len(left) == 1 and wanted[0].startswith(f"would remove source record .modelstore/sources/")
     assert str(left[0].relative_to(s.root)) not in wanted[0]
@@ -184,6 +184,8 @@ def test_gc_default_grace_keeps_fresh_objects(s, run):
     result = run("gc")
     assert result.exit_code == 0
     assert "removed 0 unreachable objects" in result.stdout and "younger than 1 h kept" in result.stdout
+    hint = result.stdout.strip().splitlines()[-1]
+    assert "younger than the grace period (1 h)" in hint and "`python main.py gc --grace 0`" in hint
 
 
 def test_gc_bad_grace_is_one_line(s, run):

@@ -28,6 +28,7 @@ from registry.report import NullReporter, Reporter, human_bytes
 from registry.workspace import Workspace
 from store.errors import UsageError
 from training.config import GenerateSettings, RunConfig, load_config
+from training.threads import set_cpu_threads
 
 TextSink = Callable[[str], None]
 
@@ -179,15 +180,23 @@ def image_prompt(workspace: Workspace, loaded, prompt: str, image: str | Path) -
         return loaded.adapter.image_inputs(loaded.model, folder, loaded.tokenizer, prompt, picture)
 
 
+def dtype_name(dtype: object) -> str:
+    """``torch.bfloat16`` as ``bfloat16``."""
+    return str(dtype).removeprefix("torch.")
+
+
 def generate_text(workspace: Workspace, name: str | None = None, *,
                   config: str | Path | RunConfig | None = None,
                   prompt: str | None = None, max_new_tokens: int | None = None,
                   temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
                   device: str | None = None, dtype: str | None = None, on_text: TextSink | None = None,
-                  image: str | Path | None = None, reporter: Reporter | None = None) -> Generation:
+                  image: str | Path | None = None, reporter: Reporter | None = None,
+                  tokenizer: str | None = None) -> Generation:
     """``modelstore generate``: explicit arguments win over the config file, which wins
     over the defaults. The model is ``name``, else the config's ``model_name``, else its
-    ``output_name`` (the model a from-scratch run registers)."""
+    ``output_name`` (the model a from-scratch run registers). ``tokenizer``: a folder or a
+    registered model's name, for a model imported without one (default: the config's, else
+    the model's own)."""
     from training.models import load_model
 
     reporter = reporter or NullReporter()
@@ -208,11 +217,12 @@ def generate_text(workspace: Workspace, name: str | None = None, *,
         seed=seed if seed is not None else run.seed,
     )
     loaded = load_model(workspace, name, device=device or run.device, dtype=dtype or run.dtype,
-                        tokenizer=run.tokenizer)
+                        tokenizer=tokenizer if tokenizer else run.tokenizer)
+    set_cpu_threads(loaded.device, loaded.manifest.params)
     inputs = image_prompt(workspace, loaded, prompt, image) if image is not None else None
     params = loaded.manifest.params
     reporter.status("model", f"{name} ({loaded.manifest.architecture_type}, {params:,} parameters, "
-                    f"{human_bytes(loaded.manifest.tensor_bytes)}, {next(loaded.model.parameters()).dtype} "
+                    f"{human_bytes(loaded.manifest.tensor_bytes)}, {dtype_name(next(loaded.model.parameters()).dtype)} "
                     f"on {loaded.device})")
     result = generate(loaded.adapter, loaded.model, loaded.tokenizer, prompt, sampling,
                       stop_ids=stop_token_ids(workspace, loaded), on_text=on_text, inputs=inputs)

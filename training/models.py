@@ -31,7 +31,7 @@ from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.ingest.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
 from registry.workspace import Workspace
-from store.errors import ModelStoreError
+from store.errors import ModelStoreError, Next, Text
 from training.errors import TokenizerError
 from store.manifest import (
     FileEntry,
@@ -120,7 +120,9 @@ def load_tokenizer(workspace: Workspace, spec: str, *, own: tuple[Path, Adapter]
 
 def _load_from_folder(folder: Path, adapter: Adapter | None, where: str):
     if not any(_is_tokenizer_file(p.name) for p in folder.iterdir()):
-        raise TokenizerError(f"{where} has no tokenizer files (tokenizer.json, vocab, merges, ...)")
+        raise TokenizerError(f"{where} has no tokenizer files (tokenizer.json, vocab, merges, ...)",
+                             Text("pass `", Next("generate", "NAME", "--tokenizer", "FOLDER_OR_MODEL"),
+                                  "`, or set tokenizer = \"<model name or folder>\" in the config"))
     if adapter is None:
         model_type = _model_type(folder)
         from adapters import ADAPTERS

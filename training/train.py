@@ -18,6 +18,7 @@ must be those the run started with; ``max_steps``, ``save_every``, ``eval_every`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from training.loop import Diverged, LoopState, Schedule, run_loop
 from training.models import build_custom_model, load_version
 from training.observe import LoopObserver, TrainReporter
 from training.optim import Optimizer, lr_at
+from training.threads import set_cpu_threads
 
 # Config keys that shape the trajectory: a resumed run must keep them (plus [model] from scratch).
 RESUME_KEYS = ("model_name", "tokenizer", "seq_len", "batch_size", "lr", "warmup_steps", "weight_decay",
@@ -100,6 +102,7 @@ def train(workspace: Workspace, config: RunConfig | str | Path, *, resume: bool 
     if not name:
         raise ConfigError(where, "key 'output_name' is missing: train registers its result under that name",
                           'add e.g. output_name = "my-model"')
+    _check_data_exists(config, where)
     device = resolve_device(config.device)
     registered = workspace.read_registry().models.get(name)
     point = None
@@ -120,6 +123,7 @@ def train(workspace: Workspace, config: RunConfig | str | Path, *, resume: bool 
     else:
         start = _scratch_start(workspace, config, device)
     model = start.model
+    set_cpu_threads(device, _params(model))
     reporter.status("model", f"{start.label} ({type(model).__name__}, {_params(model):,} parameters, "
                     f"{_dtype(next(model.parameters()))} on {device})")
 
@@ -271,6 +275,17 @@ def _freeze(start: _Start, config: RunConfig, where: str) -> tuple[dict[str, nn.
         p.requires_grad_(name in trainable)
     model.train()
     return trainable, frozenset(adapter.memory_state(model).keys() - trainable.keys())
+
+
+def _check_data_exists(config: RunConfig, where: str) -> None:
+    """Before any model loads: the data exists, named as resolved (a config copied elsewhere
+    keeps its relative ``data`` path, which then points nowhere)."""
+    if not Path(config.data).exists():
+        folder = Path(where).absolute().parent if where != "<config>" else Path.cwd()
+        raise ConfigError(where, f"key 'data': {os.path.normpath(config.data)} does not exist (relative "
+                          f"paths are resolved against the config file's folder, {folder})",
+                          "set data to a text file or a folder of .txt/.md files, or drop the key to "
+                          "train on the project's corpus")
 
 
 def _data(config: RunConfig, start: _Start, where: str) -> TokenData:

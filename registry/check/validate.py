@@ -19,10 +19,11 @@ from registry.space.reachable import Reachable, reachable
 from registry.repair.recover import plan_recovery
 from registry.check.registry_check import RegistryCheck, check_registry
 from registry.registry_file import RegistryDoc
-from registry.report import NullReporter, Reporter, human_bytes
+from registry.report import NoProgress, NullReporter, Reporter, human_bytes, plural
 from registry.check.view_check import check_view
 from registry.workspace import Workspace
-from store.errors import CorruptObjectError, Next, ObjectMissingError, Text
+from store.errors import CorruptObjectError, ModelStoreError, Next, ObjectMissingError, Text
+from store.manifest import LocalOrigin
 from store.quarantine import list_quarantine, quarantined_digests
 from store.verify import ObjectCheck, check_objects, inventory, stray_entries
 
@@ -59,7 +60,8 @@ def check_workspace(workspace: Workspace, *, deep: bool = True, reporter: Report
     total = sum(size or 0 for size in expected.values())
     if deep and expected:
         reporter.status("verify", f"re-hashing {len(expected)} objects ({human_bytes(total)})")
-    checks = check_objects(workspace.objects, expected, deep=deep)
+    with reporter.progress("verify", total) if deep and expected else NoProgress() as bar:
+        checks = check_objects(workspace.objects, expected, deep=deep, on_bytes=bar.update)
     report.findings += object_findings(workspace, graph, checks)
     manifest_sizes = [workspace.objects.size(d) or 0 for d in graph.manifests]
     report.objects = len(set(expected) | set(graph.manifests))
@@ -132,13 +134,32 @@ def object_findings(workspace: Workspace, graph: Reachable, checks: dict[str, Ob
 
 def orphan_findings(workspace: Workspace, doc: RegistryDoc) -> list[Finding]:
     found = []
+    sources = _local_sources(workspace, doc)
     for entry in _models_entries(workspace):
         if entry.name.startswith(".") or entry.name.lower() in STORE_FILES or entry.name in doc.models:
             continue
+        if os.path.abspath(entry.path) in sources:
+            continue  # the folder a registered model was imported from: the user's, not debris
         kind = "folder" if entry.is_dir(follow_symlinks=False) else "file"
         rel = f"models/{entry.name}"
         found.append(finding("orphan-directory", f"{rel} ({kind}) is not registered; `--fix` moves it to "
                              ".modelstore/quarantine/orphans/", path=rel))
+    return found
+
+
+def _local_sources(workspace: Workspace, doc: RegistryDoc) -> set[str]:
+    """The folders under models/ that registered models were imported from (``import-model
+    ./models/my-model``): never orphans, so --fix never moves a user's source folder away."""
+    found = set()
+    models_dir = os.path.abspath(workspace.models_dir)
+    for entry in doc.models.values():
+        try:
+            origin = workspace.manifest(entry.manifest).origin
+        except ModelStoreError:
+            continue
+        path = getattr(origin, "path", None)
+        if isinstance(origin, LocalOrigin) and path and os.path.dirname(os.path.abspath(path)) == models_dir:
+            found.add(os.path.abspath(path))
     return found
 
 
@@ -154,8 +175,9 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         unreferenced = [o for o in inventory(workspace.objects) if o.digest not in keep]
         if unreferenced:
             size = human_bytes(sum(o.size for o in unreferenced))
-            found.append(finding("object-unreferenced", Text(f"{len(unreferenced)} objects ({size}) are not "
-                                 "reached by any registered model; `", Next("gc"), "` removes them"),
+            verb, them = ("is", "it") if len(unreferenced) == 1 else ("are", "them")
+            found.append(finding("object-unreferenced", Text(f"{plural(len(unreferenced), 'object')} ({size}) "
+                                 f"{verb} not reached by any registered model; `", Next("gc"), f"` removes {them}"),
                                  path=".modelstore/objects"))
     for path in (layout.store, layout.objects, layout.tmp, layout.quarantine, layout.lock_file,
                  workspace.models_dir):
@@ -171,13 +193,13 @@ def store_notes(workspace: Workspace, graph: Reachable) -> list[Finding]:
         found.append(finding("object-stray", f"{rel} {what}", path=rel))
     temp = (sorted(layout.tmp.iterdir()) if layout.tmp.is_dir() else []) + view_debris(workspace)
     if temp:
-        found.append(finding("temp-debris", f"{len(temp)} temp files or folders in .modelstore/tmp and "
+        found.append(finding("temp-debris", f"{plural(len(temp), 'temp file or folder', 'temp files or folders')} in .modelstore/tmp and "
                              "models/ (from interrupted or running writes); gc removes them once an hour "
                              "old", path=".modelstore/tmp"))
     quarantined = list_quarantine(layout)
     if quarantined:
         size = human_bytes(sum(q.size for q in quarantined))
-        found.append(finding("quarantine", f"{len(quarantined)} items ({size}) set aside by --fix in "
+        found.append(finding("quarantine", f"{plural(len(quarantined), 'item')} ({size}) set aside by --fix in "
                              ".modelstore/quarantine/ (each with a record.json); delete them when you no "
                              "longer need them", path=".modelstore/quarantine"))
     return found

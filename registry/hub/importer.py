@@ -57,7 +57,9 @@ from registry.ingest.folder import (
     ingest_weight_file,
     keep_bytes,
     record_weight_file,
+    registered_from,
     report_selection,
+    warn_no_tokenizer,
 )
 from registry.ingest.model_files import (
     CONFIG_FILE,
@@ -129,12 +131,15 @@ def import_from_hub(
     hub.complete(snap, [*sel.files, *sel.weights, *filter(None, [sel.index])], trust_size_only=trust_size_only)
     config = read_config(job.fetch_config(ask_token), job.where)
     model_type = check_supported(config.get("model_type"), f" in {job.where}/{CONFIG_FILE}")
-    on_conflict = decide_conflict(
-        workspace, name, on_conflict,
-        lambda m: isinstance(m.origin, HubOrigin) and (m.origin.endpoint, m.origin.repo_id, m.origin.commit)
-        == (hub.endpoint, snap.repo_id, snap.commit))
+    same_source = lambda m: isinstance(m.origin, HubOrigin) and (  # noqa: E731
+        m.origin.endpoint, m.origin.repo_id, m.origin.commit) == (hub.endpoint, snap.repo_id, snap.commit)
+    before = registered_from(workspace, name, same_source)
+    on_conflict = decide_conflict(workspace, name, on_conflict, same_source)
     license_info = job.find_license(sel)
-    how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
+    if before is not None and not assume_yes and confirm_license is not None:
+        how = "acknowledged when this commit was imported under this name"  # a re-run asks nothing
+    else:
+        how = acknowledge(license_info, assume_yes=assume_yes, confirm=confirm_license)
     reporter.status("license", f"{license_info.describe()}; {how}")
     weight_map = None
     if sel.index:
@@ -144,6 +149,7 @@ def import_from_hub(
             snap, set(index_shards(index)) - set(sel.weights), trust_size_only=trust_size_only)])
         weight_map = apply_index(sel, index, job.where)
     report_selection(reporter, sel)
+    warn_no_tokenizer(reporter, sel, job.where)
     to_fetch = job.plan(sel)
     total = sum(f.size or 0 for f in to_fetch)
     # Weight files become their blobs as they arrive: only a big other file needs a temp copy.
@@ -167,7 +173,7 @@ def import_from_hub(
         skipped=sel.skipped,
         repo_id=snap.repo_id, revision=snap.revision, commit=snap.commit, license=license_info,
         load_check=load_check, downloaded_bytes=job.downloaded_bytes, from_cache=job.from_cache,
-        from_store=job.from_store,
+        from_store=job.from_store, unchanged=before is not None and entry == before,
     )
 
 

@@ -34,7 +34,7 @@ from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.views import tensor_name_problem
 from registry.workspace import Workspace
-from store.errors import SafetensorsError, SourceError, StoreIOError
+from store.errors import ModelStoreError, SafetensorsError, SourceError, StoreIOError
 from store.manifest import FileEntry, LocalOrigin, Manifest, Origin, OriginFile, Source, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.sourcecache import SourceCache
@@ -109,11 +109,14 @@ def check_tensor_names(specs: list[TensorSpec], relpath: str, seen: dict[str, st
 
 
 def ingest_weight_file(workspace: Workspace, path: Path, relpath: str, parts: ManifestParts,
-                       origin: OriginFile | None = None, cache: SourceCache | None = None) -> list[StoredTensor]:
+                       origin: OriginFile | None = None, cache: SourceCache | None = None,
+                       on_bytes: Callable[[int], None] | None = None) -> list[StoredTensor]:
     """Split one safetensors file into tensor blobs and record them in ``parts``.
 
-    ``cache``: the source folder's remembered files; an unchanged file is not read again."""
-    stored = cache.put_tensors(relpath, path) if cache is not None else workspace.objects.put_tensors(path)
+    ``cache``: the source folder's remembered files; an unchanged file is not read again.
+    ``on_bytes(n)``: told each tensor's size as it is stored (a progress bar)."""
+    stored = (cache.put_tensors(relpath, path, on_bytes) if cache is not None
+              else workspace.objects.put_tensors(path, on_bytes=on_bytes))
     origin = origin or OriginFile(size=path.stat().st_size)
     origin.header = keep_bytes(workspace, read_head(path), parts)
     record_weight_file(parts, stored, relpath, origin)
@@ -164,6 +167,40 @@ def report_selection(reporter: Reporter, sel: FileSelection) -> None:
             reporter.warning(f"skipped {path}: {why}")
 
 
+def warn_no_tokenizer(reporter: Reporter, sel: FileSelection, where: str) -> None:
+    """A model without tokenizer files imports, but cannot generate or fine-tune on its own."""
+    if not any(sel.component(p) == "tokenizer" for p in sel.files):
+        reporter.warning(f"{where} has no tokenizer files: generate needs --tokenizer PATH_OR_NAME, "
+                         "and a fine-tune a `tokenizer` key in its config")
+
+
+class DeferredReporter(Reporter):
+    """Holds status lines back until ``flush()`` (dropped if never flushed); warnings and
+    progress bars go through. A re-run of an import that turns out to change nothing then
+    prints only its one result line."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.held: list[tuple[str, str]] = []
+
+    def status(self, component: str, message: str) -> None:
+        self.held.append((component, message))
+
+    def warning(self, message: str) -> None:
+        self.inner.warning(message)
+
+    def progress_bar(self) -> type | None:
+        return self.inner.progress_bar()
+
+    def progress(self, desc: str, total: int, unit: str = "B"):
+        return self.inner.progress(desc, total, unit)
+
+    def flush(self) -> None:
+        for component, message in self.held:
+            self.inner.status(component, message)
+        self.held = []
+
+
 @dataclass
 class ImportResult:
     entry: RegistryEntry
@@ -171,6 +208,7 @@ class ImportResult:
     manifest: Manifest
     stats: IngestStats
     skipped: dict[str, str]
+    unchanged: bool = False  # the name held this very version already: nothing was changed
 
 
 def import_folder(
@@ -220,9 +258,12 @@ def import_folder(
         missing = sorted(set(weight_map) - set(seen)) or sorted(set(seen) - set(weight_map))
         raise SafetensorsError(source / sel.index, f"index and shards disagree about tensor {missing[0]!r}")
     report_selection(reporter, sel)
-    on_conflict = decide_conflict(
-        workspace, name, on_conflict,
-        lambda m: isinstance(m.origin, LocalOrigin) and m.origin.path == str(source))
+    warn_no_tokenizer(reporter, sel, str(source))
+    same_source = lambda m: isinstance(m.origin, LocalOrigin) and m.origin.path == str(source)  # noqa: E731
+    before = registered_from(workspace, name, same_source)
+    if before is not None:  # a re-run: its status lines only matter if something changes
+        reporter = DeferredReporter(reporter)
+    on_conflict = decide_conflict(workspace, name, on_conflict, same_source)
     sources = [source / p for p in sel.weights + sel.files]
     check_free_space(workspace, sum(p.stat().st_size for p in sources), sources)
 
@@ -232,8 +273,17 @@ def import_folder(
     workspace.ensure_store()
     parts = ManifestParts()
     cache = SourceCache(workspace.layout, workspace.objects, source)
-    for relpath in sel.weights:
-        ingest_weight_file(workspace, source / relpath, relpath, parts, cache=cache)
+    sizes = {relpath: (source / relpath).stat().st_size for relpath in sel.weights}
+    with reporter.progress("import", sum(sizes.values())) as bar:
+        for relpath in sel.weights:
+            done = [0]
+
+            def on_bytes(n: int) -> None:
+                done[0] += n
+                bar.update(n)
+
+            ingest_weight_file(workspace, source / relpath, relpath, parts, cache=cache, on_bytes=on_bytes)
+            bar.update(max(0, sizes[relpath] - done[0]))  # headers, and files not read again
     unread = sum(1 for p in sel.weights if p in cache.hits)
     reporter.status("weights", f"{len(parts.tensors)} tensors from {len(sel.weights)} file(s), "
                     f"{human_bytes(sum(t.nbytes for t in parts.tensors.values()))}"
@@ -261,8 +311,21 @@ def import_folder(
         reporter.status("load", check.detail)
     entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
+    unchanged = before is not None and entry == before
+    if isinstance(reporter, DeferredReporter) and not unchanged:
+        reporter.flush()
     return ImportResult(entry=entry, manifest_digest=entry.manifest, manifest=manifest, stats=parts.stats,
-                        skipped=sel.skipped)
+                        skipped=sel.skipped, unchanged=unchanged)
+
+
+def registered_from(workspace: Workspace, name: str,
+                    same_source: Callable[[Manifest], bool]) -> RegistryEntry | None:
+    """The entry ``name`` has, if it was imported from the same source (a re-run), else None."""
+    try:
+        entry = workspace.read_registry().models.get(name)
+        return entry if entry is not None and same_source(workspace.manifest(entry.manifest)) else None
+    except ModelStoreError:
+        return None
 
 
 def check_config_against_weights(source: Path, expected: dict[str, tuple[int, ...]],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from registry.workspace import Workspace
 from store.errors import Hint, ModelStoreError, text_of
+from store.quarantine import list_quarantine
 
 
 @dataclass
@@ -35,6 +36,8 @@ class StoreUsage:
     unreferenced_objects: int = 0
     objects: int = 0
     stored_bytes: int = 0  # every object on disk
+    quarantine_items: int = 0  # set aside by --fix (.modelstore/quarantine/), emptied by gc
+    quarantine_bytes: int = 0
 
     @property
     def dedup_ratio(self) -> float:
@@ -42,8 +45,10 @@ class StoreUsage:
         return self.logical_bytes / self.referenced_bytes if self.referenced_bytes else 1.0
 
 
-def disk_usage(workspace: Workspace) -> StoreUsage:
-    usage = StoreUsage()
+def model_usages(workspace: Workspace) -> tuple[dict[str, ModelUsage], dict[str, dict[str, int]]]:
+    """Each registered model's usage, and the objects (digest -> size) it references: its
+    files, tensors, training state and its manifest. ``du`` and ``model-info`` both count
+    "alone" this way: the objects no other registered model references."""
     sizes_by_model: dict[str, dict[str, int]] = {}
     problems: dict[str, Hint] = {}
     for name, entry in sorted(workspace.read_registry().models.items()):
@@ -61,11 +66,20 @@ def disk_usage(workspace: Workspace) -> StoreUsage:
     for sizes in sizes_by_model.values():
         for digest in sizes:
             users[digest] = users.get(digest, 0) + 1
+    usages = {}
     for name, sizes in sizes_by_model.items():
         exclusive = sum(size for digest, size in sizes.items() if users[digest] == 1)
         logical = sum(sizes.values())
-        usage.models.append(ModelUsage(name, logical, exclusive, logical - exclusive, problems.get(name)))
-        usage.logical_bytes += logical
+        usages[name] = ModelUsage(name, logical, exclusive, logical - exclusive, problems.get(name))
+    return usages, sizes_by_model
+
+
+def disk_usage(workspace: Workspace) -> StoreUsage:
+    usage = StoreUsage()
+    usages, sizes_by_model = model_usages(workspace)
+    for model in usages.values():
+        usage.models.append(model)
+        usage.logical_bytes += model.logical_bytes
 
     referenced: dict[str, int] = {}
     for sizes in sizes_by_model.values():
@@ -79,4 +93,7 @@ def disk_usage(workspace: Workspace) -> StoreUsage:
             usage.unreferenced_objects += 1
             usage.unreferenced_bytes += size
     usage.models.sort(key=lambda m: (-m.logical_bytes, m.name))
+    quarantined = list_quarantine(workspace.layout)
+    usage.quarantine_items = len(quarantined)
+    usage.quarantine_bytes = sum(q.size for q in quarantined)
     return usage

@@ -1,4 +1,5 @@
-"""``gc``: delete the objects no registry entry can reach, and old temp files.
+"""``gc``: delete the objects no registry entry can reach, old temp files, and what --fix
+quarantined longer ago than the grace period.
 
 Reachable (``registry.space.reachable``): each registered manifest, its files, tensors and
 optimizer state, and the manifests of its lineage. gc deletes nothing when it cannot know
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from registry.space.reachable import reachable
 from registry.check.registry_check import lost_registry
-from registry.report import NullReporter, Reporter
+from registry.report import NoProgress, NullReporter, Reporter
 from registry.check.validate import view_debris
 from registry.check.view_check import view_version
 from registry.workspace import Workspace
@@ -69,7 +70,8 @@ def collect_garbage(workspace: Workspace, *, grace_s: float = DEFAULT_GRACE_S, d
         plan = plan_gc(workspace.layout, keep, grace_s, extra_temp=view_debris(workspace))
         if dry_run:
             return GcOutcome(plan, None, skipped)
-        result = sweep(workspace.layout, plan)
+        with reporter.progress("gc", sum(d.size for d in plan.objects)) if plan.objects else NoProgress() as bar:
+            result = sweep(workspace.layout, plan, on_bytes=bar.update)
     return GcOutcome(plan, result, skipped)
 
 

@@ -133,7 +133,7 @@ def _two_models(base: Path) -> None:
 
 
 def delete(delete_files: bool = False) -> Scenario:
-    flag = ["--delete-files"] if delete_files else []
+    flag = ["--delete-files"] if delete_files else ["--keep-view"]  # the CLI removes the view by default
     return Scenario(
         name="delete-files" if delete_files else "delete", setup=_two_models,
         command=lambda base: ["delete-model", "a", "-y", *flag],

@@ -32,7 +32,7 @@ def crash_rows(workdir: Path) -> list[tuple[str, int, int, int]]:
          lambda: run_step_kills(s.import_fresh(), None, workdir)),
         ("import-model next to another model, sampled steps",
          lambda: run_step_kills(s.import_shared(), 20, workdir)),
-        ("delete-model, every step", lambda: run_step_kills(s.delete(), None, workdir)),
+        ("delete-model --keep-view, every step", lambda: run_step_kills(s.delete(), None, workdir)),
         ("delete-model --delete-files, every step", lambda: run_step_kills(s.delete(True), None, workdir)),
         ("gc --grace 0, every step", lambda: run_step_kills(s.gc_after_delete(), None, workdir)),
         ("validate-registry --fix, every step", lambda: run_step_kills(s.fix_breakages(), None, workdir)),

@@ -276,7 +276,7 @@ def test_unreferenced_objects_and_temp_debris_are_notes(s):
     report = validate(s.ws)
     assert report.ok
     assert [f.code for f in report.notes] == ["object-unreferenced", "temp-debris"]
-    assert str(report.notes[0].message).startswith("1 objects")
+    assert str(report.notes[0].message).startswith("1 object (")  # singular since plurals were fixed
     assert report.notes[0].message.actions == (Next("gc"),)  # the next action is a value
 
 
