@@ -61,9 +61,15 @@ class RepairPlan:
     seal: list[str] = field(default_factory=list)
     lost: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lineage manifest -> models
     cannot: list[Hint] = field(default_factory=list)  # what no step repairs, and what to do
-    steps: list[Step] = field(default_factory=list)
     origins: list[Manifest] = field(default_factory=list)  # manifests whose origins restore
     sizes: dict[str, int] = field(default_factory=dict)  # digest -> size a restored object has
+    context: _Context | None = field(default=None, repr=False)  # names objects and sources in the text
+
+    @property
+    def steps(self) -> list[Step]:
+        """What the plan does, in order, as shown: derived from the fields above (the ones the
+        steps execute), so the text can never say something else than what runs."""
+        return _steps(self, self.context) if self.context is not None else []
 
     @property
     def empty(self) -> bool:
@@ -99,7 +105,7 @@ def plan_repair(workspace: Workspace, *, deep: bool = True, reporter: Reporter |
     context = _Context(graph, sources, plan.origins)
     for item in report.findings:
         _plan_finding(plan, item, context)
-    _write_steps(plan, context)
+    plan.context = context
     return report, plan
 
 
@@ -205,8 +211,8 @@ def _names(models) -> str:
     return ("model " if len(models) == 1 else "models ") + ", ".join(repr(m) for m in models)
 
 
-def _write_steps(plan: RepairPlan, context: _Context) -> None:
-    what, steps = context.what, plan.steps
+def _steps(plan: RepairPlan, context: _Context) -> list[Step]:
+    what, steps = context.what, []
     if plan.recovery is not None:
         basis = ("the views and registry.json.prev" if plan.recovery.used_previous
                  else "the views' metadata.json")
@@ -234,6 +240,7 @@ def _write_steps(plan: RepairPlan, context: _Context) -> None:
         steps.append(Step("record-lost", f"record lineage manifest {digest[:12]} ({_names(models)}) as lost "
                           "in .modelstore/quarantine/lost/ (nothing can restore it; gc can run again)",
                           False, models, digest))
+    return steps
 
 
 @dataclass
