@@ -371,7 +371,7 @@ def run_all(workdir: Path, full: bool = True) -> list[dict]:
         importers, registrars, rounds = z.SAME_IMPORT_PROCESSES, z.REGISTRARS, z.REGISTRAR_ROUNDS
         gc_rounds, gc_importers, delete_rounds = z.GC_ROUNDS, z.GC_IMPORTERS, z.DELETE_ROUNDS
     else:
-        importers, registrars, rounds, gc_rounds, gc_importers, delete_rounds = 4, 4, 3, 1, 2, 4
+        importers, registrars, rounds, gc_rounds, gc_importers, delete_rounds = 4, 8, 2, 1, 2, 4
     rows = []
     for lock in (True, False):
         names = (run_register_delete(workdir / "names-lock", registrars, rounds, True) if lock else

@@ -71,7 +71,8 @@ def mount_method() -> str:
     if shutil.which("mount") is None or shutil.which("umount") is None:
         raise MountUnavailable("no mount/umount command on this machine")
     with tempfile.TemporaryDirectory(prefix="tmpfs-probe-") as probe:
-        if os.geteuid() == 0:
+        # RELIABILITY_TMPFS=userns: the namespace even as root (how the path is tested here)
+        if os.geteuid() == 0 and os.environ.get("RELIABILITY_TMPFS") != "userns":
             done = _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", probe)
             if done.returncode == 0:
                 subprocess.run(["umount", probe], capture_output=True)
