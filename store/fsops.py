@@ -8,6 +8,13 @@ Funnelling writes through one place gives three things:
   ``count`` to only log the steps) and ``MODELSTORE_FAULT_LOG`` (a file that receives one
   line per step). Unset, the hook costs one global lookup per call.
 
+``enospc@N`` fails the real operation the way the kernel does, inside it: a write (or a
+kernel copy) first puts part of its bytes into the file, then the plain
+``OSError(ENOSPC)`` is raised where the syscall's own error would be, and goes through the
+same ``except OSError`` and ``_wrap`` as a real full disk's; every other operation fails
+with that error in place of its syscall. So the error mapping and the cleanup of a
+half-written temp file run at every step of the sweep, not only on a real small filesystem.
+
 Nothing here follows a symlink when it removes or replaces: ``unlink`` and ``rmtree`` act
 on the link itself, never on what it points to. Nor does anything act *through* one: every
 operation refuses a path whose folder is a symlink (``UnsafePathError``), since a link
@@ -49,11 +56,13 @@ def _load_plan() -> _FaultPlan | None:
 _plan = _load_plan()
 
 
-def _step(op: str, path: os.PathLike | str) -> None:
-    """Count one mutating step; crash or fail here if the fault plan says so."""
+def _step(op: str, path: os.PathLike | str) -> bool:
+    """Count one mutating step; crash here if the fault plan says so. True: this step must
+    fail with ENOSPC (the caller raises ``_no_space`` inside its syscall's ``try``, after
+    writing part of the data where it writes)."""
     plan = _plan
     if plan is None:
-        return
+        return False
     plan.count += 1
     if plan.log:
         with open(plan.log, "a", encoding="utf-8") as log:
@@ -62,7 +71,13 @@ def _step(op: str, path: os.PathLike | str) -> None:
         if plan.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if plan.kind == "enospc":
-            raise StoreIOError(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)))
+            return True
+    return False
+
+
+def _no_space(path: os.PathLike | str) -> OSError:
+    """The error the kernel raises on a full disk: a plain OSError, mapped by ``_wrap``."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def _wrap(path: os.PathLike | str, error: OSError) -> OSError:
@@ -93,8 +108,10 @@ def mkdirs(path: Path) -> None:
     require_real_dir(path)
     if path.is_dir():
         return
-    _step("mkdir", path)
+    fail = _step("mkdir", path)
     try:
+        if fail:
+            raise _no_space(path)
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -104,8 +121,10 @@ def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int
     """Create a new file no other writer can have: ``prefix-PID-RANDOM.tmp``, mode 0600."""
     mkdirs(directory)
     path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
-    _step("create", path)
+    fail = _step("create", path)
     try:
+        if fail:
+            raise _no_space(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -116,8 +135,10 @@ def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Create ``path`` (new) holding ``data``, without fsync: for files inside a temp folder
     that is thrown away after use (a crash leaves it to gc), never for anything published."""
     _require_real_parent(path)
-    _step("create", path)
+    fail = _step("create", path)
     try:
+        if fail:
+            raise _no_space(path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -130,8 +151,10 @@ def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
 def make_temp_dir(directory: Path, prefix: str) -> Path:
     mkdirs(directory)
     path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
-    _step("mkdir", path)
+    fail = _step("mkdir", path)
     try:
+        if fail:
+            raise _no_space(path)
         path.mkdir(mode=0o755)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -139,24 +162,30 @@ def make_temp_dir(directory: Path, prefix: str) -> Path:
 
 
 def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
-    _step("write", path)
+    fail = _step("write", path)
     # Released on the way out, error or not: the traceback of an error keeps this frame
     # alive, and a view still pointing into the caller's mmap would make closing the map
     # fail with BufferError, hiding the real error (a full disk) behind a traceback.
     with memoryview(data) as view, view.cast("B") as whole:
         done = 0
+        # A disk that fills up takes part of the data (a short write), then refuses the rest.
+        fits = len(whole) // 2 if fail else len(whole)
         try:
-            while done < len(whole):
-                with whole[done:] as rest:
+            while done < fits:
+                with whole[done:fits] as rest:
                     done += os.write(fd, rest)
+            if fail:
+                raise _no_space(path)
         except OSError as e:
             raise _wrap(path, e) from e
 
 
 def truncate(fd: int, size: int, path: Path) -> None:
     """Cut (or extend) the open file ``fd`` to ``size`` bytes."""
-    _step("truncate", path)
+    fail = _step("truncate", path)
     try:
+        if fail:
+            raise _no_space(path)
         os.ftruncate(fd, size)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -168,8 +197,10 @@ def copy_range(src_fd: int, dst_fd: int, offset: int, count: int, path: Path) ->
     ``copy_file_range`` avoids copying through Python (and reflinks where the filesystem
     can); ``pread``/``write`` is the fallback where it is unsupported.
     """
-    _step("write", path)
+    fail = _step("write", path)
     try:
+        refused = count - count // 2 if fail else 0  # a full disk: half copied, then ENOSPC
+        count -= refused
         while count:
             try:
                 done = os.copy_file_range(src_fd, dst_fd, count, offset)
@@ -181,6 +212,8 @@ def copy_range(src_fd: int, dst_fd: int, offset: int, count: int, path: Path) ->
                 raise OSError(errno.EIO, "source ended early", str(path))
             offset += done
             count -= done
+        if refused:
+            raise _no_space(path)
     except OSError as e:
         raise _wrap(path, e) from e
 
@@ -219,8 +252,10 @@ def start_writeback(fd: int) -> None:
 
 
 def fsync(fd: int, path: Path) -> None:
-    _step("fsync", path)
+    fail = _step("fsync", path)
     try:
+        if fail:
+            raise _no_space(path)
         os.fsync(fd)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -228,8 +263,10 @@ def fsync(fd: int, path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
-    _step("fsync", path)
+    fail = _step("fsync", path)
     try:
+        if fail:
+            raise _no_space(path)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
@@ -243,8 +280,10 @@ def rename(src: Path, dst: Path) -> None:
     """Atomically rename ``src`` onto ``dst`` (replacing a file, or an empty directory)."""
     _require_real_parent(src)
     _require_real_parent(dst)
-    _step("rename", dst)
+    fail = _step("rename", dst)
     try:
+        if fail:
+            raise _no_space(dst)
         os.replace(src, dst)
     except OSError as e:
         raise _wrap(dst, e) from e
@@ -253,8 +292,10 @@ def rename(src: Path, dst: Path) -> None:
 def hardlink(src: Path, dst: Path) -> None:
     _require_real_parent(src)
     _require_real_parent(dst)
-    _step("link", dst)
+    fail = _step("link", dst)
     try:
+        if fail:
+            raise _no_space(dst)
         os.link(src, dst, follow_symlinks=False)
     except OSError as e:
         raise _wrap(dst, e) from e
@@ -276,7 +317,8 @@ def exchange(a: Path, b: Path) -> bool:
         return False
     _require_real_parent(a)
     _require_real_parent(b)
-    _step("exchange", b)
+    if _step("exchange", b):
+        raise _wrap(b, _no_space(b))  # where renameat2's own ENOSPC would be raised
     at_fdcwd = -100
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
@@ -288,8 +330,10 @@ def exchange(a: Path, b: Path) -> bool:
 
 def symlink(target: str, path: Path) -> None:
     _require_real_parent(path)
-    _step("symlink", path)
+    fail = _step("symlink", path)
     try:
+        if fail:
+            raise _no_space(path)
         os.symlink(target, path)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -297,8 +341,10 @@ def symlink(target: str, path: Path) -> None:
 
 def unlink(path: Path, missing_ok: bool = True) -> None:
     _require_real_parent(path)
-    _step("unlink", path)
+    fail = _step("unlink", path)
     try:
+        if fail:
+            raise _no_space(path)
         os.unlink(path)
     except FileNotFoundError:
         if not missing_ok:
@@ -318,8 +364,10 @@ def rmtree(path: Path) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    _step("rmtree", path)
+    fail = _step("rmtree", path)
     try:
+        if fail:
+            raise _no_space(path)
         if not stat.S_ISDIR(st.st_mode):
             os.unlink(path)
             return
@@ -341,8 +389,10 @@ def chmod(path: Path, mode: int) -> None:
     _require_real_parent(path)
     if stat.S_ISLNK(os.lstat(path).st_mode):
         raise UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
-    _step("chmod", path)
+    fail = _step("chmod", path)
     try:
+        if fail:
+            raise _no_space(path)
         os.chmod(path, mode)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -351,8 +401,10 @@ def chmod(path: Path, mode: int) -> None:
 def touch(path: Path) -> None:
     """Set a file's mtime to now, without following a symlink (gc's grace period uses it)."""
     _require_real_parent(path)
-    _step("utime", path)
+    fail = _step("utime", path)
     try:
+        if fail:
+            raise _no_space(path)
         os.utime(path, follow_symlinks=False)
     except OSError as e:
         raise _wrap(path, e) from e
@@ -370,8 +422,10 @@ def open_lock_file(path: Path) -> int:
         pass
     except OSError as e:
         raise _unsafe_or_wrapped(path, e) from None
-    _step("create", path)
+    fail = _step("create", path)
     try:
+        if fail:
+            raise _no_space(path)
         return os.open(path, flags | os.O_CREAT, 0o644)
     except OSError as e:
         raise _unsafe_or_wrapped(path, e) from None

@@ -124,15 +124,19 @@ def test_model_info_and_lineage_of_a_fine_tune_do_not_import_torch(run, root, ba
     probe = (
         "import sys, runpy\n"
         "sys.argv = ['main.py', '--root', sys.argv[1], *sys.argv[2:]]\n"
+        "code = 0\n"
         "try:\n"
         "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "except SystemExit as e:\n"
+        "    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+        "sys.exit(code)\n"
     )
     for command in (["model-info", "ft"], ["lineage", "ft"], ["du"], ["list-models"]):
         result = subprocess.run([sys.executable, "-c", probe, str(root), *command], cwd=REPO,
                                 capture_output=True, text=True)
+        # the command ran to the end and succeeded: one that failed early proves nothing
+        assert result.returncode == 0, (command, result.stderr)
         assert result.stderr.strip().splitlines()[-1] == "NO-TORCH", (command, result.stderr)
 
 

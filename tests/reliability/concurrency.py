@@ -77,8 +77,10 @@ def _delete(name: str) -> list[str]:
 
 
 def _run_counts(runs: list[Run]) -> dict:
+    """``waited``: processes that found the writer lock taken and waited for it (the proof,
+    with the lock on, that the race really contended)."""
     return dict(succeeded=sum(r.ok for r in runs), failed=sum(not r.ok for r in runs),
-                crashed=sum(r.crashed for r in runs))
+                crashed=sum(r.crashed for r in runs), waited=sum(r.waited for r in runs))
 
 
 def _serial(root: Path, commands: list[list[str]], env: dict[str, str]) -> list[Run]:
@@ -96,7 +98,7 @@ def run_same_import(workdir: Path, processes: int = 8, lock: bool = True) -> dic
     before = tree_digest(source)
     runs = race(root, [_import(source, "same")] * processes, race_env(lock), workdir / "gate")
     problems = check_store(root, [(source, before)])
-    return dict(processes=processes, **_run_counts(runs), waited=sum(r.waited for r in runs),
+    return dict(processes=processes, **_run_counts(runs),
                 registry_entries=len(registry_entries(root)), objects=len(object_digests(root)),
                 duplicate_blobs=len(unreachable_objects(root)), temp_files_left=len(temp_debris(root)),
                 temp_files=temp_debris(root), corrupted=int(bool(problems)), problems=problems,
@@ -141,7 +143,6 @@ def run_register_delete(workdir: Path, processes: int = 16, rounds: int = 4, loc
     problems = check_store(root, [])
     watch = reader.watch
     return dict(processes=processes, rounds=rounds, updates=len(runs), **_run_counts(runs),
-                waited=sum(r.waited for r in runs),
                 lost_updates=len(missing) + len(unexpected) + len(lost_imports),
                 missing=missing, unexpected=unexpected, lost_imports=lost_imports,
                 reads=watch.reads, unparsable_reads=watch.unparsable, missing_reads=watch.missing,
@@ -218,7 +219,9 @@ def run_gc_vs_import(workdir: Path, rounds: int = 3, importers: int = 3, lock: b
     not_intact = sorted(r.args[3] for r in imports if r.ok and r.args[3] in registered
                         and registered[r.args[3]]["model_id"] != Path(r.args[1]).name)
     problems = check_store(root, [(src, tree_digest(src)) for src in sorted(sources.iterdir())])
-    return dict(rounds=rounds, imports=len(imports), **_run_counts(imports),
+    counts = _run_counts(imports)
+    counts["waited"] += sum(r.waited for r in gc_runs)
+    return dict(rounds=rounds, imports=len(imports), **counts,
                 failed_in_flight=sum(say(REMOVED_IN_FLIGHT_HINT) in r.error for r in failed),
                 retried_ok=sum(r.ok for r in retried), gc_runs=len(gc_runs),
                 gc_failed=sum(not r.ok for r in gc_runs), gc_crashed=sum(r.crashed for r in gc_runs),
@@ -290,20 +293,101 @@ def run_delete_vs_import(workdir: Path, rounds: int = 4, lock: bool = True) -> d
                 corrupted=len({p.split(":")[0] for p in problems_all}), problems=problems_all)
 
 
+def run_register_delete_losing(workdir: Path, processes: int, rounds: int, tries: int) -> dict:
+    """The register/delete race without the lock, run again (up to ``tries`` times, each on a
+    fresh store) until it loses an update: the twin that shows the race the lock prevents is
+    real. The figures are those of the last try, with ``tries`` (how many were run)."""
+    for attempt in range(1, tries + 1):
+        figures = run_register_delete(workdir / f"try-{attempt}", processes, rounds, lock=False)
+        if figures["lost_updates"] or attempt == tries:
+            return dict(figures, tries=attempt)
+    raise AssertionError("unreachable")
+
+
+def race_failures(row: dict) -> list[str]:
+    """Every promise a race row broke, as lines (empty: it passed): what the tests assert and
+    what ``make reliability`` fails on. With the lock: nothing lost, and at least one process
+    waited for it (the race contended). Without: never corrupt, never a crash, every read
+    parses, and the register/delete twin lost at least one update (the race is real)."""
+    race, lock, out = row["race"], row["lock"], []
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            out.append(f"{race} (lock {'on' if lock else 'off'}): {what}")
+
+    need(row["crashed"] == 0, f"{row['crashed']} processes crashed")
+    need(row["corrupted"] == 0 and not row["problems"], f"store corrupted: {row['problems'][:3]}")
+    need(row["temp_files_left"] == 0, f"{row['temp_files_left']} temp files left")
+    if lock:
+        need(row["waited"] >= 1, "no process waited for the lock: the race did not contend")
+    if race == "same import":
+        need(row["registry_entries"] == 1, f"{row['registry_entries']} registry entries")
+        if lock:
+            need(row["failures"] == [] and row["duplicate_blobs"] == 0,
+                 f"failures {row['failures'][:2]}, {row['duplicate_blobs']} duplicate blobs")
+        else:
+            refused = [f for f in row["failures"] if "is already registered" in f]
+            need(row["failures"] == refused, f"failures {row['failures'][:2]}")
+            need(row["duplicate_blobs"] < row["processes"], f"{row['duplicate_blobs']} duplicate blobs")
+    elif race == "register/delete":
+        need(row["reads"] > 0 and row["list_runs"] > 0, "the reader never read")
+        need(row["unparsable_reads"] == 0 and row["missing_reads"] == 0 and row["list_failures"] == 0,
+             f"reads: {row['unparsable_reads']} unparsable, {row['missing_reads']} missing, "
+             f"{row['list_failures']} list-models failures")
+        need(row["failures"] == [], f"failures {row['failures'][:2]}")
+        if lock:
+            need(row["failed"] == 0 and row["lost_updates"] == 0,
+                 f"{row['failed']} failed, {row['lost_updates']} lost updates")
+        else:
+            need(row["failed"] == len(row["lost_imports"]), f"{row['failed']} failed")
+            need(row["lost_updates"] >= 1, f"no update lost without the lock in {row.get('tries', 1)} tries: "
+                                            "the race was not shown to be real")
+    elif race.startswith("gc"):
+        need(row["gc_crashed"] == 0 and row["gc_failed"] == 0, f"gc: {row['gc_failed']} failed")
+        need(row["not_intact"] == [], f"not intact: {row['not_intact']}")
+        need(row["failed"] == row["failed_in_flight"] == row["retried_ok"] and row["retry_failures"] == [],
+             f"{row['failed']} failed, {row['failed_in_flight']} in flight, {row['retried_ok']} retried ok")
+        if race == "gc vs import":
+            need(row["garbage_objects"] > 0 and row["garbage_left"] == 0,
+                 f"{row['garbage_left']} of {row['garbage_objects']} garbage objects left")
+        if lock:
+            need(row["lost_updates"] == 0, f"{row['lost_updates']} lost updates")
+            if race == "gc vs import":
+                need(row["failed"] == 0, f"{row['failed']} imports failed")
+    elif race == "delete vs import":
+        need(row["failed"] == 0, f"failures {row['failures'][:2]}")
+        if lock:
+            need(row["mismatched"] == 0, f"{row['mismatched']} outcomes of no serial order")
+    return out
+
+
 def run_all(workdir: Path, full: bool = True) -> list[dict]:
-    """Every race with and without the lock, as rows of the reliability table."""
-    importers, registrars, rounds, gc_rounds, delete_rounds = (8, 16, 4, 3, 12) if full else (4, 4, 3, 1, 4)
+    """Every race with and without the lock, as rows of the reliability table (full: the
+    sizes of ``sizes.py``, which the slow tests run too), each with its ``failures_found``
+    (``race_failures``)."""
+    from tests.reliability import sizes as z
+
+    if full:
+        importers, registrars, rounds = z.SAME_IMPORT_PROCESSES, z.REGISTRARS, z.REGISTRAR_ROUNDS
+        gc_rounds, gc_importers, delete_rounds = z.GC_ROUNDS, z.GC_IMPORTERS, z.DELETE_ROUNDS
+    else:
+        importers, registrars, rounds, gc_rounds, gc_importers, delete_rounds = 4, 8, 2, 1, 2, 4
     rows = []
     for lock in (True, False):
+        names = (run_register_delete(workdir / "names-lock", registrars, rounds, True) if lock else
+                 run_register_delete_losing(workdir / "names-nolock", registrars, rounds, z.NO_LOCK_TRIES))
         runs = [
             ("same import", run_same_import(workdir / f"same-{lock}", importers, lock)),
-            ("register/delete", run_register_delete(workdir / f"names-{lock}", registrars, rounds, lock)),
-            ("gc vs import", run_gc_vs_import(workdir / f"gc-{lock}", gc_rounds, lock=lock)),
+            ("register/delete", names),
+            ("gc vs import", run_gc_vs_import(workdir / f"gc-{lock}", gc_rounds, gc_importers, lock=lock)),
             ("delete vs import", run_delete_vs_import(workdir / f"delete-{lock}", delete_rounds, lock)),
         ]
         if lock:
-            runs.append(("gc --grace 0 vs import", run_gc_vs_import(workdir / "gc0", gc_rounds, grace="0")))
+            runs.append(("gc --grace 0 vs import",
+                         run_gc_vs_import(workdir / "gc0", gc_rounds, gc_importers, grace="0")))
         rows += [dict(race=race_name, lock=lock, **figures) for race_name, figures in runs]
+    for row in rows:
+        row["failures_found"] = race_failures(row)
     return rows
 
 

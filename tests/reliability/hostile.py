@@ -311,7 +311,8 @@ def run_hostile(cases: list[Case] | None = None, *, workdir: Path | None = None,
     ``template``: a ``make_template`` folder to reuse (default: one is built, with a tiny model).
 
     ``{"tried", "accepted", "wrote_outside", "store_changed", "tracebacks", "failed": [ids],
-    "by_category": {category: {"tried", "accepted", "wrote_outside", "store_changed"}}}``.
+    "by_category": {category: {"tried", "accepted", "wrote_outside", "store_changed", "tracebacks",
+    "failed"}}}``: ``failed`` counts the cases with any broken promise (``failed`` lists them).
     """
     from tests.fixtures.tiny import write_tiny_model
     from tests.hub.server import HubServer
@@ -329,13 +330,15 @@ def run_hostile(cases: list[Case] | None = None, *, workdir: Path | None = None,
                 scene = make_scene(workdir / f"{i:03d}-{case.category}", template, hub if case.hub else None)
                 outcome = run_case(case, scene, verify=verify)
                 row = figures["by_category"].setdefault(
-                    case.category, {"tried": 0, "accepted": 0, "wrote_outside": 0, "store_changed": 0})
+                    case.category, {"tried": 0, "accepted": 0, "wrote_outside": 0, "store_changed": 0,
+                                    "tracebacks": 0, "failed": 0})
                 for key, value in (("tried", True), ("accepted", outcome.accepted),
                                    ("wrote_outside", outcome.wrote_outside),
-                                   ("store_changed", outcome.store_changed)):
+                                   ("store_changed", outcome.store_changed),
+                                   ("tracebacks", outcome.traceback)):
                     row[key] += int(value)
                     figures[key] += int(value)
-                figures["tracebacks"] += int(outcome.traceback)
+                row["failed"] += int(bool(outcome.problems))
                 if outcome.problems:
                     figures["failed"].append(f"{case.category}/{case.id}: {'; '.join(outcome.problems)}")
                 shutil.rmtree(scene.base, ignore_errors=True)

@@ -229,7 +229,7 @@ def _at_step(monkeypatch, op: str, action) -> list[str]:
         if name == op and not seen:
             seen.append(str(path))
             action(path)
-        real(name, path)
+        return real(name, path)
 
     monkeypatch.setattr(fsops, "_step", step)
     return seen

@@ -1,7 +1,7 @@
-"""A real filesystem too small for the model (a tmpfs), no fault injection: see diskfull_fs.py.
+"""A real filesystem too small for the work (a tmpfs), no fault injection: see diskfull_fs.py.
 
-Skipped, saying why, where this machine does not let a test mount a tmpfs (not root,
-EPERM in a container). Every tmpfs is unmounted when its case ends, pass or fail.
+Mounted as root, or else in a user namespace (``unshare -Urm``); skipped, printing why, only
+where neither is allowed. Every tmpfs is unmounted when its case ends, pass or fail.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tests.reliability.diskfull import NO_SPACE
-from tests.reliability.diskfull_fs import MODEL, MountUnavailable, run_small_filesystem, tmpfs
+from tests.reliability.diskfull_fs import MODEL, MountUnavailable, mount_method
+from tests.reliability.diskfull_fs import run_case as run_in_tmpfs
 from tests.reliability.diskfull_scenarios import tiny_source
 
 
@@ -20,11 +21,13 @@ def model(tmp_path_factory):
 
 def run_case(case: str, tmp_path, model) -> dict:
     try:
-        with tmpfs(tmp_path / "probe", 1 << 20):
-            pass
+        mount_method()
     except MountUnavailable as e:
+        print(f"skipped: no real small filesystem here: {e}")
         pytest.skip(f"no real small filesystem here: {e}")
-    return run_small_filesystem(case, tmp_path, model)
+    figures = run_in_tmpfs(case, tmp_path, model)
+    assert figures["error_ok"], figures["error"]
+    return figures
 
 
 def test_a_filesystem_smaller_than_the_model_is_refused_up_front(tmp_path, model):
@@ -62,3 +65,17 @@ def test_second_name_on_a_full_filesystem_writes_no_half_view(tmp_path, model):
     assert figures["error"].startswith(f"error: ENOSPC: {NO_SPACE} at {figures['mount']}/ws/")
     assert figures["problems"] == []  # m intact, no models/m2, registry byte-identical
     assert figures["retry_problems"] == []
+
+
+def test_gc_on_a_filesystem_without_a_free_inode(tmp_path, model):
+    figures = run_case("gc", tmp_path, model)
+    assert figures["error"].startswith(f"error: ENOSPC: {NO_SPACE} at {figures['mount']}/ws/.modelstore/")
+    assert figures["problems"] == []  # store sound, registry unchanged, no temp left
+    assert figures["retry_problems"] == []  # the fillers removed, the same gc collects d's blobs
+
+
+def test_fix_restoring_a_blob_onto_a_full_filesystem(tmp_path, model):
+    figures = run_case("fix", tmp_path, model)
+    assert figures["exit"] == 1 and figures["free_before"] < 4096
+    assert figures["problems"] == []  # no partial object under a final name, no temp left
+    assert figures["retry_problems"] == []  # space freed, the same --fix repairs the store

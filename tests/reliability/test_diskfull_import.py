@@ -81,6 +81,7 @@ def test_fast_check_finds_what_check_store_finds(tmp_path):
 @pytest.mark.parametrize("scenario,parts,part", [
     ("import-fresh", 3, 0), ("import-fresh", 3, 1), ("import-fresh", 3, 2),
     ("import-beside", 2, 0), ("import-beside", 2, 1), ("import-second-name", 1, 0),
+    ("import-overwrite", 1, 0),  # every scenario of the README's table runs at full size in CI
 ])
 def test_every_step(tmp_path, scenario, parts, part):
     figures = run_enospc_steps(scenario, every_nth(parts, part), tmp_path)

@@ -21,7 +21,7 @@ def test_run_hostile_reports_every_category_and_no_input_accepted(hostile_templa
     assert figures["failed"] == []
     assert {k: figures[k] for k in ("tried", "accepted", "wrote_outside", "store_changed", "tracebacks")} == {
         "tried": len(CATEGORIES), "accepted": 0, "wrote_outside": 0, "store_changed": 0, "tracebacks": 0}
-    clean = {"tried": 1, "accepted": 0, "wrote_outside": 0, "store_changed": 0}
+    clean = {"tried": 1, "accepted": 0, "wrote_outside": 0, "store_changed": 0, "tracebacks": 0, "failed": 0}
     assert figures["by_category"] == {category: clean for category in CATEGORIES}
     assert set(CATEGORIES) == {"hub_listing", "names", "pickle", "remote_code", "repo_ids", "safetensors",
                                "symlinks"}
