@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: venv demo test test-fast bench reliability clean
+.PHONY: venv demo test test-fast bench reliability reliability-readme clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ bench: $(STAMP)
 
 reliability: $(STAMP)
 	$(PY) -m tests.reliability.report
+
+# The README's reliability section, regenerated from a full run that checked every figure.
+reliability-readme: $(STAMP)
+	$(PY) -m tests.reliability.report --write-readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache
