@@ -117,7 +117,7 @@ def test_a_server_that_stops_answering_keeps_the_partials_and_the_rerun_fetches_
     folder = publish(hub_server, tiny_model)
     size = (folder / "model.safetensors").stat().st_size
     # The third range request onwards stalls: the first two ranges arrive, then nothing.
-    hub_server.faults.add(kind="stall", match="model.safetensors", skip=2, times=None, seconds=3)
+    hub_server.faults.add(kind="stall", match="model.safetensors", skip=2, times=None, seconds=3, after_bytes=0)
     with pytest.raises(HubDownloadError) as info:
         import_from_hub(workspace, REPO, assume_yes=True, connections=2)
     assert "stopped answering" in str(info.value) and "\n" not in str(info.value)
