@@ -51,6 +51,9 @@ def _ask_token(repo_id: str, page: str) -> str:
               help="What to do when NAME is taken (default: ask, or cancel without a terminal).")
 @click.option("--trust-size-only", is_flag=True,
               help="Import files for which the Hub endpoint (a mirror) gives no hash, checking sizes only.")
+@click.option("--connections", type=click.IntRange(min=1), metavar="N",
+              help="Hub imports: connections at once, for parallel files and byte ranges "
+                   "(default: MODELSTORE_HUB_CONNECTIONS, else 8).")
 @click.option("--follow-links", is_flag=True,
               help="Local folders: read files that are links to places outside the folder.")
 @click.option("--load-check", is_flag=True,
@@ -58,7 +61,7 @@ def _ask_token(repo_id: str, page: str) -> str:
                    "(Hub imports always do).")
 @click.pass_context
 def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_size_only, follow_links,
-                 load_check) -> None:
+                 load_check, connections) -> None:
     """Import a model from a local folder or the Hugging Face Hub (repo id or URL)."""
     from registry.importer import import_model as run_import
 
@@ -69,7 +72,7 @@ def import_model(ctx, source, name, revision, token, yes, on_conflict, trust_siz
                         assume_yes=yes, on_conflict=policy, reporter=CliReporter(),
                         confirm_license=_confirm_license if asking else None,
                         ask_token=_ask_token if asking else None, trust_size_only=trust_size_only,
-                        follow_links=follow_links, load_check=load_check)
+                        follow_links=follow_links, load_check=load_check, connections=connections)
     from cli.render import import_summary
 
     click.echo(import_summary(result))

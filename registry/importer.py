@@ -36,6 +36,7 @@ def import_model(
     trust_size_only: bool = False,
     follow_links: bool = False,
     load_check: bool = False,
+    connections: int | None = None,
 ) -> ImportResult:
     """Import from a local folder or, for a repo id or Hub URL, from the Hugging Face Hub.
 
@@ -47,6 +48,8 @@ def import_model(
             raise UsageError("--revision applies to Hub imports only", f"{source} is a local folder")
         if trust_size_only:
             raise UsageError("--trust-size-only applies to Hub imports only", f"{source} is a local folder")
+        if connections is not None:
+            raise UsageError("--connections applies to Hub imports only", f"{source} is a local folder")
         return import_folder(workspace, source, name=name, on_conflict=on_conflict, reporter=reporter,
                              follow_links=follow_links, load_check=load_check)
     if follow_links:
@@ -63,4 +66,5 @@ def import_model(
 
     return import_from_hub(workspace, source, name=name, revision=revision, token=token,
                            assume_yes=assume_yes, on_conflict=on_conflict, reporter=reporter,
-                           confirm_license=confirm_license, ask_token=ask_token, trust_size_only=trust_size_only)
+                           confirm_license=confirm_license, ask_token=ask_token, trust_size_only=trust_size_only,
+                           connections=connections)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,13 +49,16 @@ from huggingface_hub.file_download import hf_hub_url, http_get
 from huggingface_hub.utils import build_hf_headers
 from huggingface_hub.utils import tqdm as hf_tqdm
 
+from registry.hub.partial import Partial
 from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
+from registry.hub.transfer import RangedFile, SharedProgress, StaleResumeError, TransferSettings, open_partial
 from store import fsops
 from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,
     HubError,
     HubGatedRepoError,
+    HubIntegrityError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnsafePathError,
@@ -179,10 +183,17 @@ def listing_path_problem(path: object) -> str | None:
 class HubRepo:
     """One model repo on one endpoint, read with one token."""
 
-    def __init__(self, repo_id: str, *, endpoint: str | None = None, token: Token | None = None):
+    def __init__(self, repo_id: str, *, endpoint: str | None = None, token: Token | None = None,
+                 settings: TransferSettings | None = None):
         self.repo_id = repo_id
         self.endpoint = (endpoint or configured_endpoint()).rstrip("/")
         self.token = token or Token.find(None)
+        self.settings = settings or TransferSettings.configured()
+        # Connections in use at once, by every file of this repo's transfers together.
+        self.gate = threading.BoundedSemaphore(self.settings.connections)
+        # One bar for every file (an import sets it); else each fetch gets its own, if asked.
+        self.progress: SharedProgress | None = None
+        self.cancel = threading.Event()  # set: every transfer stops (Ctrl-C, another file failed)
 
     # --- listing ---------------------------------------------------------------------------
 
@@ -312,29 +323,84 @@ class HubRepo:
                    label: str | None = None) -> Iterator[tuple[Path, bool]]:
         """A verified copy of ``f`` on disk, and whether it is the HF cache's.
 
-        A download goes to a temp file in ``tmp_dir``, removed when the block ends, whatever
-        happens: at most one such file exists per call.
+        A download goes (in parallel ranges, resumable: ``registry.hub.transfer``) to its
+        partial in ``tmp_dir``, removed when the block ends; if the download fails, the
+        partial is kept for the next try.
         """
         cached = self.cached(commit, f)
         if cached is not None:
             yield cached, True
             return
-        fd, tmp = fsops.create_temp(tmp_dir, "hub")
+        partial = self._download_ranged(commit, f, Sink(self.repo_id, f, hash_only=True), tmp_dir, bar, label)
         try:
-            self._download(commit, f, Sink(self.repo_id, f, fd, tmp), bar, label)
-            yield tmp, False
+            yield partial.data, False
         finally:
-            os.close(fd)
-            fsops.unlink(tmp)
+            partial.discard()
 
     def fetch_into(self, commit: str, f: RemoteFile, consumer: Consumer, *, bar: type | None = None,
-                   label: str | None = None) -> None:
-        """Download ``f`` into ``consumer`` as its bytes arrive, never from the HF cache.
+                   label: str | None = None, tmp_dir: Path | None = None) -> None:
+        """Download ``f`` into ``consumer`` as its bytes arrive, in file order, never from the HF cache.
 
-        Returns once every byte arrived and hashed right; raises otherwise, and then what the
-        consumer made of the bytes must be thrown away: it must make nothing final before.
+        With ``tmp_dir``, in parallel ranges through a resumable partial there
+        (``registry.hub.transfer``); else one stream (``http_get``). Returns once every byte
+        arrived and hashed right; raises otherwise, and then what the consumer made of the
+        bytes must be thrown away: it must make nothing final before.
         """
-        self._download(commit, f, StreamSink(self.repo_id, f, consumer), bar, label)
+        if tmp_dir is None:
+            self._download(commit, f, StreamSink(self.repo_id, f, consumer), bar, label)
+            return
+        try:
+            self._download_ranged(commit, f, StreamSink(self.repo_id, f, consumer), tmp_dir, bar, label).discard()
+        except StaleResumeError:
+            # The kept bytes of an earlier run were bad (and are gone): once more, from scratch.
+            consumer.restart()
+            self._download_ranged(commit, f, StreamSink(self.repo_id, f, consumer), tmp_dir, bar, label).discard()
+
+    def _download_ranged(self, commit: str, f: RemoteFile, sink: Sink, tmp_dir: Path, bar: type | None,
+                         label: str | None) -> Partial:
+        """``f`` into its partial in ``tmp_dir``, fed in order to ``sink`` and verified by it.
+
+        Returns the partial, complete and verified (the caller discards it). On failure the
+        partial is kept for the next run, unless its bytes were wrong (then it is removed,
+        and ``StaleResumeError`` says that some of them came from an earlier run)."""
+        partial = open_partial(tmp_dir, self.repo_id, commit, f)
+        own_bar = SharedProgress(bar, f.size, label or f.path) if self.progress is None and bar else None
+        try:
+            url = hf_hub_url(self.repo_id, f.path, revision=commit, endpoint=self.endpoint)
+            headers = build_hf_headers(token=self.token.value or False, library_name="modelstore")
+            RangedFile(repo_id=self.repo_id, url=url, headers=headers, f=f, sink=sink, partial=partial,
+                       settings=self.settings, gate=self.gate, progress=own_bar or self.progress,
+                       cancel=self.cancel).run()
+        except ModelStoreError:
+            sink.close()
+            partial.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure becomes one HubError line
+            sink.close()
+            partial.close()
+            raise self.error(e, f.path) from e
+        except BaseException:
+            sink.close()
+            partial.close()
+            raise
+        finally:
+            if own_bar is not None:
+                own_bar.close()
+        sink.close()
+        try:
+            sink.check()
+        except HubIntegrityError:
+            partial.discard()
+            if partial.resumed:
+                raise StaleResumeError(f.path) from None
+            raise
+        except ModelStoreError:
+            partial.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - what a sink's consumer raised at the last bytes
+            partial.close()
+            raise self.error(e, f.path) from e
+        return partial
 
     def _download(self, commit: str, f: RemoteFile, sink: Sink, bar: type | None,
                   label: str | None = None) -> None:

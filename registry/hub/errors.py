@@ -72,8 +72,9 @@ class HubDownloadError(HubError, OSError):
     """The network failed (refused, reset, timed out, HTTP 5xx, truncated body)."""
 
     def __init__(self, repo_id: str | None, message: str):
-        super().__init__(repo_id, message, "check the connection and run the command again "
-                                           "(nothing was registered; blobs already stored are reused)")
+        super().__init__(repo_id, message, "check the connection and run the command again: it resumes "
+                                           "(nothing was registered; blobs already stored and the bytes "
+                                           "already downloaded, kept in .modelstore/tmp, are reused)")
 
 
 class HubUnsafePathError(HubError, ValueError):
@@ -97,3 +98,28 @@ class HubIntegrityError(HubError, ValueError):
         self.path = path
         self.expected = expected
         self.actual = actual
+
+
+class HubConfigError(HubError, ValueError):
+    """A transfer setting (``--connections``, ``MODELSTORE_HUB_*``) that is not a usable number."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, value: str, expected: str):
+        super().__init__(None, f"{name} is {value!r}, expected {expected}",
+                         f"fix {name} (or leave it unset for the default) and run the command again")
+        self.name, self.value = name, value
+
+
+class HubInterruptedError(HubError):
+    """The import was interrupted (Ctrl-C); what was downloaded is kept for the next run."""
+
+    exit_code = 130
+
+    def __init__(self, repo_id: str | None, kept: int):
+        from registry.report import human_bytes
+
+        kept_text = f"{human_bytes(kept)} downloaded so far is kept" if kept else "blobs already stored are kept"
+        super().__init__(repo_id, f"interrupted; nothing was registered; {kept_text}: run the same command "
+                                  "again to resume")
+        self.kept = kept

@@ -27,8 +27,11 @@ already verified stay as orphans, and the next run reuses them instead of writin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from adapters import check_supported
 from registry.ops import ConflictPolicy, register
@@ -73,11 +76,16 @@ from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.loadcheck import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
-from registry.hub.errors import HubGatedRepoError
+from registry.hub.errors import HubGatedRepoError, HubInterruptedError
+from registry.hub.partial import kept_partials
+from registry.hub.transfer import SharedProgress, TransferSettings
 from store.errors import CorruptObjectError, ModelStoreError, SafetensorsError
 from store.manifest import FileEntry, HubOrigin, Manifest, TensorEntry
 from store.tensorstream import TensorStream
 
+# Weight files downloaded at once, as snapshot_download's default of files at once (the
+# connections they use are bounded by TransferSettings.connections, for all of them together).
+FILE_WORKERS = 8
 # Non-weight files up to this size are fetched into memory; bigger ones go through a temp file.
 IN_MEMORY_LIMIT = 64 << 20
 
@@ -107,6 +115,7 @@ def import_from_hub(
     confirm_license: Callable[[LicenseInfo], bool] | None = None,
     ask_token: Callable[[str, str], str | None] | None = None,
     trust_size_only: bool = False,
+    connections: int | None = None,
 ) -> HubImportResult:
     """Import a Hub model repo (id, URL or ``hf://``) at ``revision`` under ``name``.
 
@@ -115,12 +124,14 @@ def import_from_hub(
     (None: refuse). ``ask_token(repo_id, page_url)`` is asked for a token when the repo
     is gated and none was found (None: refuse). ``on_conflict`` as for local imports.
     ``trust_size_only``: import files for which the endpoint gives no hash, checking their
-    sizes only (their origin records no hash).
+    sizes only (their origin records no hash). ``connections``: how many at once for the
+    whole import (``--connections``; default ``MODELSTORE_HUB_CONNECTIONS``, else 8).
     """
     reporter = reporter or NullReporter()
     src = parse_hub_source(source, revision)
     name = validate_name(name) if name is not None else derive_name(src.repo_id)
-    hub = HubRepo(src.repo_id, endpoint=src.endpoint, token=Token.find(token))
+    hub = HubRepo(src.repo_id, endpoint=src.endpoint, token=Token.find(token),
+                  settings=TransferSettings.configured(connections))
     snap = hub.snapshot(src.revision)
     reporter.status("hub", f"{snap.repo_id} {snap.revision} is commit {snap.commit} on {hub.endpoint}")
     job = _HubImport(workspace, hub, snap, reporter)
@@ -161,10 +172,23 @@ def import_from_hub(
 
     workspace.ensure_store()
     start_worker(model_type)  # the worker, started already, also imports this architecture's code
+    # One progress bar for every byte the transfers fetch (weights, big other files).
+    bar_class = reporter.progress_bar()
+    if bar_class is not None:
+        hub.progress = SharedProgress(bar_class, sum(
+            f.size or 0 for f in to_fetch if f.path in sel.weights or (f.size or 0) > IN_MEMORY_LIMIT))
     try:
         manifest = job.convert(sel, weight_map, model_type, license_info)
+        if hub.progress is not None:
+            hub.progress.close()
         load_check = job.verify(manifest)
+    except KeyboardInterrupt:
+        hub.cancel.set()
+        kept = sum(p.stat().st_blocks * 512 for p in kept_partials(workspace.layout.tmp) if p.suffix == ".part")
+        raise HubInterruptedError(snap.repo_id, kept) from None
     finally:
+        if hub.progress is not None:
+            hub.progress.close()
         job.settle()
     entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
                      on_wait=lambda: reporter.status("lock", "waiting for another modelstore writer"))
@@ -248,35 +272,82 @@ class _HubImport:
     # --- writing ---------------------------------------------------------------------------
 
     def ingest_weights(self, sel: FileSelection, weight_map: dict[str, str] | None) -> None:
-        """Each weight file: from the store, the HF cache or a download; verified, then split."""
+        """Each weight file: from the store, the HF cache or a download; verified, then split.
+
+        Downloads run in parallel (a pool of files, as ``snapshot_download`` has, over the
+        connections the transfers share: ``registry.hub.transfer``); the files are then
+        taken in order, each verified one published before the next is recorded."""
         seen: dict[str, str] = {}
-        bar = self.reporter.progress_bar()
-        for i, relpath in enumerate(sel.weights, 1):
+        seen_lock = threading.Lock()
+        cached: dict[str, Path] = {}
+        downloads: list[str] = []
+        for relpath in sel.weights:
             f = self.snap.files[relpath]
             if f.sha256 in self.stored_shards:
-                self._reuse_shard(f, seen, weight_map)
                 continue
-            label = f"{relpath} ({i}/{len(sel.weights)})" if len(sel.weights) > 1 else relpath
-            cached = self.hub.cached(self.snap.commit, f)
-            # A verified file is published before the next one is fetched: a later failure keeps it.
-            self.publish_pending()
-            if cached is None:
-                self.pending = stream_weight_file(self.workspace, self.hub, self.snap.commit, f, seen, weight_map,
-                                                  self.where, bar=bar, label=label)
-                stored = self.pending.stored()
-                origin = f.origin()
-                origin.header = keep_bytes(self.workspace, self.pending.header_bytes, self.parts)
-                record_weight_file(self.parts, stored, relpath, origin)
+            found = self.hub.cached(self.snap.commit, f)
+            if found is not None:
+                cached[relpath] = found
             else:
-                check_weight_file(cached, relpath, seen, name=f"{self.where}/{relpath}")
-                names = [n for n, shard in seen.items() if shard == relpath]
-                check_index(weight_map, relpath, names, self.where)
-                stored = ingest_weight_file(self.workspace, cached, relpath, self.parts, origin=f.origin())
-            self.reused.update(s.put.digest for s in stored if not s.put.written)
-            self._count(f, cached is not None)
-            where = ", from the Hugging Face cache" if cached else ""
-            self.reporter.status("weights", f"{relpath}: {len(stored)} tensors, {human_bytes(f.size)}, "
-                                            f"sha256 verified{where}")
+                downloads.append(relpath)
+        workers = max(1, min(FILE_WORKERS, self.hub.settings.connections, len(downloads)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hub-file") if downloads else None
+        futures: dict[str, Future] = {}
+        # Headers are checked in the model's order (a tensor in two files is reported in the later).
+        checked = {relpath: threading.Event() for relpath in sel.weights}
+        for i, relpath in enumerate(sel.weights, 1):
+            if relpath in downloads:
+                label = f"{relpath} ({i}/{len(sel.weights)})" if len(sel.weights) > 1 else relpath
+                futures[relpath] = pool.submit(stream_weight_file, self.workspace, self.hub, self.snap.commit,
+                                               self.snap.files[relpath], seen, weight_map, self.where,
+                                               label=label, seen_lock=seen_lock,
+                                               after=[checked[p] for p in sel.weights[:i - 1]],
+                                               checked=checked[relpath])
+        try:
+            for relpath in sel.weights:
+                f = self.snap.files[relpath]
+                if f.sha256 in self.stored_shards:
+                    with seen_lock:
+                        self._reuse_shard(f, seen, weight_map)
+                    checked[relpath].set()
+                    continue
+                if relpath in futures:
+                    stream = futures.pop(relpath).result()
+                    # A verified file is published before the next one is recorded: a later
+                    # failure keeps it.
+                    self.publish_pending()
+                    self.pending = stream
+                    stored = stream.stored()
+                    origin = f.origin()
+                    origin.header = keep_bytes(self.workspace, stream.header_bytes, self.parts)
+                    record_weight_file(self.parts, stored, relpath, origin)
+                else:
+                    with seen_lock:
+                        check_weight_file(cached[relpath], relpath, seen, name=f"{self.where}/{relpath}")
+                        names = [n for n, shard in seen.items() if shard == relpath]
+                        check_index(weight_map, relpath, names, self.where)
+                    checked[relpath].set()
+                    self.publish_pending()
+                    stored = ingest_weight_file(self.workspace, cached[relpath], relpath, self.parts,
+                                                origin=f.origin())
+                self.reused.update(s.put.digest for s in stored if not s.put.written)
+                self._count(f, relpath in cached)
+                where = ", from the Hugging Face cache" if relpath in cached else ""
+                self.reporter.status("weights", f"{relpath}: {len(stored)} tensors, {human_bytes(f.size)}, "
+                                                f"sha256 verified{where}")
+        except BaseException:
+            self.hub.cancel.set()  # the other files stop; their verified blobs are dropped
+            for event in checked.values():
+                event.set()
+            for future in futures.values():
+                try:
+                    future.result().abort()
+                except BaseException:  # noqa: BLE001 - the first failure is the one reported
+                    pass
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.reporter.status("weights", f"{len(self.parts.tensors)} tensors from {len(sel.weights)} file(s), "
                                         f"{human_bytes(sum(t.nbytes for t in self.parts.tensors.values()))}")
 

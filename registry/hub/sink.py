@@ -66,8 +66,10 @@ class Sink:
     back and truncates, and the hash is recomputed from what is kept.
     """
 
-    def __init__(self, repo_id: str, f: RemoteFile, fd: int | None = None, path: Path | None = None):
+    def __init__(self, repo_id: str, f: RemoteFile, fd: int | None = None, path: Path | None = None, *,
+                 hash_only: bool = False):
         self.repo_id, self.file, self.fd, self.path = repo_id, f, fd, path
+        self.hash_only = hash_only  # the bytes are kept elsewhere (a transfer's partial): hash them only
         self.buffer = bytearray()
         self.hasher = FileHasher(f, repo_id)
         self.pos = 0
@@ -75,7 +77,9 @@ class Sink:
 
     def write(self, data: bytes) -> int:
         self._check_length(len(data))
-        if self.fd is None:
+        if self.hash_only:
+            pass
+        elif self.fd is None:
             self.buffer += data
         else:
             fsops.write_all(self.fd, data, self.path)

@@ -18,6 +18,8 @@ transit garble headers too, and must read as a transfer error, not as a bad file
 
 from __future__ import annotations
 
+import threading
+
 from registry.hub.download import HubRepo, RemoteFile
 from registry.ingest.folder import check_tensor_names
 from registry.workspace import Workspace
@@ -28,27 +30,54 @@ from store.tensorstream import TensorStream
 
 def stream_weight_file(workspace: Workspace, hub: HubRepo, commit: str, f: RemoteFile, seen: dict[str, str],
                        weight_map: dict[str, str] | None, where: str, *, bar: type | None = None,
-                       label: str | None = None) -> TensorStream:
+                       label: str | None = None, seen_lock: threading.Lock | None = None,
+                       after: list[threading.Event] = (), checked: threading.Event | None = None) -> TensorStream:
     """Download ``f`` into verified tensor blobs, not yet published: the caller publishes
     them (``publish()``) or removes them (``abort()``). Its tensor names join ``seen``
-    (name -> file); ``stored()`` lists them.
+    (name -> file) as soon as its header is in, under ``seen_lock``: other files may be
+    downloading at the same time; ``stored()`` lists them.
+
+    ``after``: set once the files before this one (in the model's order) had their headers
+    checked: this one's header waits for them, so a tensor in two files is always reported
+    in the later one, as one file at a time would; ``checked`` is set once this one's was.
 
     ``where``: ``repo@commit12``, which errors about the file's contents name it by.
     """
     shown = f"{where}/{f.path}"
+    lock = seen_lock or threading.Lock()
 
     def check(header: TensorFileHeader) -> None:
-        # Against a copy: the header is checked again if the download starts over.
-        check_tensor_names(header.tensors, f.path, dict(seen), shown)
-        check_index(weight_map, f.path, [spec.name for spec in header.tensors], where)
+        for event in after:
+            while not event.wait(0.1):
+                if hub.cancel.is_set():
+                    raise KeyboardInterrupt
+        # Against a copy without this file's own names: the header is checked again if the
+        # download starts over.
+        with lock:
+            others = {name: path for name, path in seen.items() if path != f.path}
+            check_tensor_names(header.tensors, f.path, others, shown)
+            check_index(weight_map, f.path, [spec.name for spec in header.tensors], where)
+            seen.update((spec.name, f.path) for spec in header.tensors)
 
-    stream = TensorStream(workspace.objects, f.size, shown, on_header=check)
+    def checked_too(header: TensorFileHeader) -> None:
+        try:
+            check(header)
+        finally:
+            if checked is not None:
+                checked.set()
+
+    stream = TensorStream(workspace.objects, f.size, shown, on_header=checked_too)
     try:
-        hub.fetch_into(commit, f, stream, bar=bar, label=label)
+        hub.fetch_into(commit, f, stream, bar=bar, label=label, tmp_dir=workspace.layout.tmp)
+        stored = stream.stored()
     except BaseException:
         stream.abort()
         raise
-    seen.update((item.spec.name, f.path) for item in stream.stored())
+    finally:
+        if checked is not None:
+            checked.set()
+    with lock:
+        seen.update((item.spec.name, f.path) for item in stored)
     return stream
 
 

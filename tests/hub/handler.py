@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import struct
+import time
 import traceback
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
@@ -130,6 +131,8 @@ class Handler(BaseHTTPRequestHandler):
                  fault: Fault | None = None) -> None:
         """Send a response; HEAD gets the same headers (and Content-Length) without the body."""
         self._rec.status = status
+        if self.hub.response_delay:
+            self.hub.stall(self.hub.response_delay)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -158,10 +161,18 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile = io.BytesIO()  # for the final flush of BaseHTTPRequestHandler
 
     def _write(self, data: bytes) -> None:
-        for i in range(0, len(data), _CHUNK):
-            chunk = data[i : i + _CHUNK]
-            self._rec.bytes_sent += len(chunk)
-            self.wfile.write(chunk)
+        rate, start, sent = self.hub.rate_limit, time.monotonic(), 0
+        with memoryview(data) as view:
+            for i in range(0, len(data), _CHUNK):
+                chunk = view[i : i + _CHUNK]
+                if rate:  # CDN mode: at most ``rate`` bytes/s on this connection
+                    ahead = sent / rate - (time.monotonic() - start)
+                    if ahead > 0:
+                        self.hub.stall(ahead)
+                self._rec.bytes_sent += len(chunk)
+                self.hub.count_body(len(chunk))
+                self.wfile.write(chunk)
+                sent += len(chunk)
         self.wfile.flush()
 
     def _json(self, status: int, payload, headers: Mapping[str, str] | None = None) -> None:

@@ -62,6 +62,8 @@ class HubServer:
     and ``/tree`` give file names without ``size``, ``lfs`` or ``blobId``; metadata comes only
     from a HEAD of ``/resolve`` (redirecting LFS files to the CDN-like path as set above).
     ``unlisted``: paths left out of every listing, though ``/resolve`` serves them.
+    ``rate_limit``/``response_delay``: the CDN mode (see :meth:`cdn_mode`); ``body_bytes``
+    counts every body byte sent, file or not.
     ``hash_headers``: ``False`` answers ``/resolve`` with an ETag that is no hash and no
     ``X-Linked-Etag`` (a proxy that rewrites them).
     All can also be changed while the server runs. Ports are ephemeral: read ``endpoint``
@@ -74,6 +76,11 @@ class HubServer:
         self.mirror = False
         self.unlisted: set[str] = set()
         self.hash_headers = True
+        # CDN mode: each connection sends at most ``rate_limit`` bytes/s of a body (None: no
+        # cap), and every response waits ``response_delay`` seconds before its status line.
+        self.rate_limit: float | None = None
+        self.response_delay = 0.0
+        self._body_bytes = 0
         self.repos: dict[str, Repo] = {}
         self.tokens: dict[str, str] = {}  # token -> user name
         self.requests = RequestLog()
@@ -216,6 +223,21 @@ class HubServer:
 
     def file_url(self, repo_id: str, path: str, revision: str = "main") -> str:
         return f"{self.endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
+
+    def cdn_mode(self, rate: float | None, delay: float = 0.0) -> None:
+        """Serve like a far CDN: ``rate`` bytes/s per connection (None: no cap), ``delay``
+        seconds before every response."""
+        self.rate_limit, self.response_delay = rate, delay
+
+    @property
+    def body_bytes(self) -> int:
+        """Body bytes sent so far, by every listener (a counter, cheaper than ``requests``)."""
+        with self._lock:
+            return self._body_bytes
+
+    def count_body(self, n: int) -> None:
+        with self._lock:
+            self._body_bytes += n
 
     # -- hooks for the handler --------------------------------------------------------------
 
