@@ -262,7 +262,7 @@ def _freeze(start: _Start, config: RunConfig, where: str) -> tuple[dict[str, nn.
     for i, pattern in enumerate(config.freeze):
         if not adapter.params_matching(model, [pattern]):
             raise ConfigError(where, f"key 'freeze[{i}]': {pattern!r} matches no tensor of {start.label}",
-                              "tensor names are those model-info and the view's weights/ folder show")
+                              "tensor names are those model-info and the view's model.safetensors.index.json show")
     frozen = adapter.params_matching(model, config.freeze)
     trainable = {name: p for name, p in model.named_parameters() if name not in frozen}
     if not trainable:
