@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from adapters.base import Adapter
 from adapters.devices import resolve_device
-from registry.ops import get_model
+from registry.views import refuse_written_view
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes
@@ -41,7 +41,7 @@ from training.checkpoint import Checkpointer, ResumePoint, SavedCheckpoint, rest
 from training.config import RunConfig, load_config
 from training.data import TokenData, eval_batches, load_tokens, train_batch
 from training.loop import Diverged, LoopState, Schedule, run_loop
-from training.models import build_custom_model, load_version
+from training.models import build_custom_model, load_version, named_model
 from training.observe import LoopObserver, TrainReporter
 from training.optim import Optimizer, lr_at
 
@@ -206,6 +206,7 @@ def _resume_point(workspace: Workspace, config: RunConfig, registered: RegistryE
         raise ResumeError(f"no model named {config.output_name!r} is registered, so there is no run to "
                           "resume", "run without --resume to start it")
     manifest = workspace.manifest(registered.manifest)
+    refuse_written_view(workspace, registered, manifest)  # the run goes on from what its name holds
     point = resume_point(workspace, config.output_name, registered.manifest, manifest)
     _check_same_run(config, manifest, where)
     return point
@@ -226,7 +227,7 @@ def _fine_tune_start(workspace: Workspace, config: RunConfig, device: torch.devi
         checkpoint, manifest, _ = resolve_checkpoint(workspace, base)
         digest = checkpoint.digest
     else:
-        entry, manifest = get_model(workspace, base)
+        entry, manifest = named_model(workspace, base)  # a view written into is refused
         digest = entry.manifest
     loaded = load_version(workspace, manifest, base, device=str(device), dtype=config.dtype,
                           tokenizer=config.tokenizer)
