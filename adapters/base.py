@@ -158,6 +158,17 @@ class Adapter:
         the model is built, joined before the model is returned. A blob that changed is a
         ``BlobChangedError`` naming ``label`` (default: the model id) and the tensor.
         """
+        model, check = self.load_manifest_verifying(objects, manifest, dtype=dtype, label=label, verify=verify)
+        if check is not None:
+            check.join()
+        return model
+
+    def load_manifest_verifying(self, objects: ObjectStore, manifest: Manifest, *,
+                                dtype: torch.dtype | None = None, label: str | None = None,
+                                verify: bool = True) -> tuple[nn.Module, BlobCheck | None]:
+        """``load_manifest`` that returns the model with its still-running ``BlobCheck``: the
+        caller does more of its loading meanwhile (the tokenizer) and must ``join`` it before
+        the model is used, or ``cancel`` it if it gives up."""
         label = label or manifest.model_id
         config = read_config(objects, manifest, label=label)
         check = BlobCheck(objects, manifest.tensors, label) if verify else None
@@ -171,9 +182,7 @@ class Adapter:
             if check is not None:
                 check.cancel()
             raise
-        if check is not None:
-            check.join()
-        return model
+        return model, check
 
     def tensor_layout(self, model: nn.Module) -> TensorLayout:
         """How in-memory entries become on-disk tensors; cached per model (shapes only)."""

@@ -97,13 +97,21 @@ def load_version(workspace: Workspace, manifest: Manifest, label: str, *, view: 
     adapter = get_adapter(manifest.architecture_type, f" (model {label!r})")
     target = resolve_device(device)
     verify_files(workspace.objects, manifest, label)
-    model = place(adapter.load_manifest(workspace.objects, manifest, dtype=resolve_dtype(dtype), label=label),
-                  target)
-    if tokenizer or view is not None:
-        tok = load_tokenizer(workspace, tokenizer, own=(view, adapter) if view is not None else None)
-    else:
-        with files_folder(workspace.objects, manifest) as folder:
-            tok = _load_from_folder(folder, adapter, f"model {label!r}")
+    model, check = adapter.load_manifest_verifying(workspace.objects, manifest, dtype=resolve_dtype(dtype),
+                                                   label=label)
+    try:  # the tensor blobs are still being hashed: load the tokenizer meanwhile
+        if tokenizer or view is not None:
+            tok = load_tokenizer(workspace, tokenizer, own=(view, adapter) if view is not None else None)
+        else:
+            with files_folder(workspace.objects, manifest) as folder:
+                tok = _load_from_folder(folder, adapter, f"model {label!r}")
+    except BaseException:
+        if check is not None:
+            check.cancel()
+        raise
+    if check is not None:
+        check.join()  # before the model is moved or used: never a model of changed bytes
+    model = place(model, target)
     check_tokenizer_fits(tok, adapter.vocab_size(model), label)
     return LoadedModel(name=label, manifest=manifest, adapter=adapter, model=model, tokenizer=tok,
                        device=target)
