@@ -437,10 +437,11 @@ class ViewWrittenError(ModelStoreError, ValueError):
 def written_into(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> tuple[str, str] | None:
     """(path, what) of the first sign that something wrote into ``models/<name>``, or None.
 
-    Signs: a link of the view that is a file or folder now, or points elsewhere; a weight
-    file at the top that the view does not hold (``model.safetensors`` from a
-    ``save_pretrained``); a rewritten index. A missing link is not one (validate-registry
-    reports it; a load from the manifest does not need it). A view in the outdated layout is
+    Signs: a link of the view that is a file or folder now; a weight file at the top that
+    the view does not hold (``model.safetensors`` from a ``save_pretrained``); a rewritten
+    index. A missing link, or one to another object, is not one: validate-registry reports
+    those, and a view that a crash left showing an uncommitted version (which the next commit
+    or ``--fix`` settles) has them. A view in the outdated layout is
     checked against that layout: it was not written into, only not upgraded yet.
     """
     name = entry.model_name
@@ -456,8 +457,7 @@ def written_into(workspace: Workspace, entry: RegistryEntry, manifest: Manifest)
         except OSError:  # not a link
             what = "folder" if os.path.isdir(path) else "file"
             return f"{rel}/{relpath}", f"is a {what}, no longer a link to object {spec.links[relpath][:12]}"
-        if target != spec.link_target(workspace, name, relpath):
-            return f"{rel}/{relpath}", f"points to {target!r}, not to object {spec.links[relpath][:12]}"
+        del target  # a link to another object is not a write (a view placed but not committed has them)
     try:
         top = sorted(os.listdir(view))
     except OSError:
@@ -471,9 +471,22 @@ def written_into(workspace: Workspace, entry: RegistryEntry, manifest: Manifest)
         return None
     except OSError:
         index = b""
-    if index != spec.generated[INDEX_FILENAME]:
+    if index != spec.generated[INDEX_FILENAME] and not _index_of_shown_version(workspace, name, index):
         return f"{rel}/{INDEX_FILENAME}", "was rewritten: it is not the index of the model's tensors"
     return None
+
+
+def _index_of_shown_version(workspace: Workspace, name: str, index: bytes) -> bool:
+    """``index`` is the index of the version the view's metadata.json names: a view a write
+    placed but did not commit yet (a crash; ``view-uncommitted``), not one written into."""
+    shown = view_metadata(workspace, name)
+    if shown is None:
+        return False
+    try:
+        manifest = workspace.manifest(shown[1])
+    except (ModelStoreError, OSError):
+        return False
+    return index in (render_index(manifest), render_index(manifest, legacy=True))
 
 
 def refuse_written_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> None:
