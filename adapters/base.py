@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from adapters.blobs import dtype_name, map_tensors, put_torch_tensor, read_config
+from adapters.blobs import BlobCheck, dtype_name, map_tensors, put_torch_tensor, read_config
 from adapters.errors import ModelCheckError
 from store.manifest import Manifest, TensorEntry
 from store.objects import ObjectStore
@@ -162,10 +162,40 @@ class Adapter:
     # --- provided ----------------------------------------------------------------------------
 
     def load_manifest(self, objects: ObjectStore, manifest: Manifest, *,
-                      dtype: torch.dtype | None = None) -> nn.Module:
-        """Load straight from the blobs a manifest names (mapped, not copied; see blobs.py)."""
-        tensors = map_tensors(objects, manifest.tensors)
-        return self.from_tensors(read_config(objects, manifest), tensors, dtype=dtype)
+                      dtype: torch.dtype | None = None, label: str | None = None,
+                      verify: bool = True) -> nn.Module:
+        """Load straight from the blobs a manifest names (mapped, not copied; see blobs.py).
+
+        Every blob is verified against its digest (``verify``; only benchmarks turn it off):
+        config.json before it is parsed, the tensor blobs by a thread that hashes them while
+        the model is built, joined before the model is returned. A blob that changed is a
+        ``BlobChangedError`` naming ``label`` (default: the model id) and the tensor.
+        """
+        model, check = self.load_manifest_verifying(objects, manifest, dtype=dtype, label=label, verify=verify)
+        if check is not None:
+            check.join()
+        return model
+
+    def load_manifest_verifying(self, objects: ObjectStore, manifest: Manifest, *,
+                                dtype: torch.dtype | None = None, label: str | None = None,
+                                verify: bool = True) -> tuple[nn.Module, BlobCheck | None]:
+        """``load_manifest`` that returns the model with its still-running ``BlobCheck``: the
+        caller does more of its loading meanwhile (the tokenizer) and must ``join`` it before
+        the model is used, or ``cancel`` it if it gives up."""
+        label = label or manifest.model_id
+        config = read_config(objects, manifest, label=label)
+        check = BlobCheck(objects, manifest.tensors, label) if verify else None
+        try:
+            model = self.from_tensors(config, map_tensors(objects, manifest.tensors), dtype=dtype)
+        except Exception:
+            if check is not None:
+                check.join()  # a changed blob explains a failed build better than the build does
+            raise
+        except BaseException:
+            if check is not None:
+                check.cancel()
+            raise
+        return model, check
 
     def tensor_layout(self, model: nn.Module) -> TensorLayout:
         """How in-memory entries become on-disk tensors; cached per model (shapes only)."""

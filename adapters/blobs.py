@@ -8,8 +8,15 @@ Reading: each blob is mapped copy-on-write (``MAP_PRIVATE``) and wrapped as a te
 without copying. Pages are read from the page cache only when touched, writes (an optimizer
 step) go to private pages and never reach the immutable object, and loading a model costs
 about as much as ``from_pretrained`` mapping one big safetensors file. Each blob's header
-and size are checked against the manifest on the way (a cheap ``pread``); re-hashing every
-byte on every load would triple load time and is ``validate-registry``'s job.
+and size are checked against the manifest on the way (a cheap ``pread``).
+
+Verifying: a load never uses bytes that no longer match their digest (a blob rewritten
+through a view's link by root, bit rot). Small files (config, tokenizer) are hashed before
+they are used (``read_model_file``, ``verify_files``); the tensor blobs are hashed by a
+``BlobCheck`` thread (BLAKE3's ``update_mmap``, which releases the GIL and uses every core)
+while the model is built from the mapped tensors, and the load joins it before it returns
+the model (``Adapter.load_manifest``): a mismatch is one ``BlobChangedError`` naming the
+model, the tensor or file, and ``validate-registry --fix``.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import mmap
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import blake3
 import torch
 
-from store.errors import CorruptObjectError, ObjectMissingError, SourceError
+from store.errors import CorruptObjectError, ModelStoreError, ObjectMissingError, SourceError
 from store.manifest import Manifest, TensorEntry
 from store.objects import ObjectStore, PutResult
 from store.tensorfile import canonical_header
@@ -122,17 +131,20 @@ def map_tensors(objects: ObjectStore, tensors: dict[str, TensorEntry]) -> dict[s
     return {name: map_tensor(objects, name, entry) for name, entry in tensors.items()}
 
 
-def read_model_file(objects: ObjectStore, manifest: Manifest, relpath: str) -> bytes:
-    """A (small) file of the model, verified by digest."""
+def read_model_file(objects: ObjectStore, manifest: Manifest, relpath: str, *, label: str | None = None) -> bytes:
+    """A (small) file of the model, verified by digest before it is used."""
     entry = manifest.files.get(relpath)
     if entry is None:
         raise SourceError(relpath, f"model {manifest.model_id!r} has no {relpath}",
                           "re-import the model from a complete folder")
-    return objects.read_bytes(entry.digest, verify=True)
+    try:
+        return objects.read_bytes(entry.digest, verify=True)
+    except CorruptObjectError as e:
+        raise BlobChangedError(label or manifest.model_id, relpath, e.digest, e.path, e.actual) from None
 
 
-def read_config(objects: ObjectStore, manifest: Manifest) -> dict:
-    data = read_model_file(objects, manifest, "config.json")
+def read_config(objects: ObjectStore, manifest: Manifest, *, label: str | None = None) -> dict:
+    data = read_model_file(objects, manifest, "config.json", label=label)
     try:
         config = json.loads(data)
     except ValueError as e:
@@ -158,3 +170,87 @@ def files_folder(objects: ObjectStore, manifest: Manifest) -> Iterator[Path]:
             link.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(objects.path(entry.digest), link)
         yield folder
+
+
+# --- verifying what a load reads ------------------------------------------------------------
+
+
+class BlobChangedError(ModelStoreError, ValueError):
+    """A blob a load was about to use no longer hashes to its digest: nothing is loaded."""
+
+    def __init__(self, model: str, item: str, digest: str, path: Path, actual: str | None):
+        now = f"now hashes to {actual[:12]}" if actual else "can no longer be read as it was stored"
+        super().__init__(
+            f"model {model!r}: {item} no longer matches what the store holds (object {digest[:12]} "
+            f"{now}; {path}); nothing was loaded",
+            "run `modelstore validate-registry --fix` to quarantine the object and restore it",
+        )
+        self.model = model
+        self.item = item
+        self.digest = digest
+        self.path = Path(path)
+        self.actual = actual
+
+
+def blob_digest(path: Path) -> str:
+    """BLAKE3 of the file at ``path``, mapped, on every core, without holding the GIL."""
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    if os.path.getsize(path):  # an empty file cannot be mapped
+        hasher.update_mmap(path)
+    return hasher.hexdigest()
+
+
+def verify_blob(objects: ObjectStore, digest: str, model: str, item: str) -> None:
+    path = objects.path(digest)
+    try:
+        actual = blob_digest(path)
+    except FileNotFoundError:
+        raise ObjectMissingError(digest, path) from None
+    if actual != digest:
+        raise BlobChangedError(model, item, digest, path, actual)
+
+
+def verify_files(objects: ObjectStore, manifest: Manifest, model: str) -> None:
+    """Hash every (small) file of the model before anything reads it: config, tokenizer, ..."""
+    for relpath, entry in sorted(manifest.files.items()):
+        verify_blob(objects, entry.digest, model, relpath)
+
+
+class BlobCheck:
+    """Hashes a model's tensor blobs in a thread while the caller builds the model; ``join``
+    returns once every blob matched its digest, or raises the first that did not.
+
+    Each distinct blob is hashed once. ``update_mmap`` releases the GIL, so building the
+    model from the mapped tensors goes on meanwhile; the hash reads the blobs through the
+    page cache the mapped tensors also read from (each byte comes from the disk once).
+    """
+
+    def __init__(self, objects: ObjectStore, tensors: dict[str, TensorEntry], model: str):
+        self._items: dict[str, str] = {}  # digest -> the first tensor that uses it
+        for name, entry in tensors.items():
+            self._items.setdefault(entry.digest, name)
+        self._objects, self._model = objects, model
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelstore-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for digest, name in self._items.items():
+                if self._stop.is_set():
+                    return
+                verify_blob(self._objects, digest, self._model, f"tensor {name!r}")
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by join()
+            self._error = e
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def cancel(self) -> None:
+        """Stop after the blob being hashed (the load failed or was interrupted)."""
+        self._stop.set()
+        self._thread.join()

@@ -9,7 +9,10 @@ so drift and other processes hit them alike; medians over rounds):
 * ``from_pretrained(folder)``: the baseline, stock transformers on the original folder;
 * ``modelstore (by name)``: what ``generate`` and training do: registry entry -> manifest ->
   the adapter maps each tensor blob copy-on-write (adapters/blobs.py) and hands the tensors
-  to the same ``from_pretrained`` as a state dict;
+  to the same ``from_pretrained`` as a state dict, while a thread re-hashes every blob
+  (BLAKE3) against its digest; the load returns once both are done;
+* ``modelstore, not verified``: the same without re-hashing the blobs (what loads did
+  before they verified every blob they read): the cost of the verification, same run;
 * ``from_pretrained(view)``: stock transformers on the view ``models/<name>/`` (290 symlinked
   one-tensor files plus an index), for information: transformers pays a fixed cost per
   checkpoint file (``_is_on_hf_mount`` resolves the path and re-reads /proc/mounts, then
@@ -48,6 +51,7 @@ from pathlib import Path
 TARGET = 1.1
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "data" / "qwen2.5-0.5b-random"
 BASELINE, STORE, VIEW = "from_pretrained(folder)", "modelstore (by name)", "from_pretrained(view)"
+UNVERIFIED = "modelstore, not verified"
 
 
 def _timed(load: Callable[[], object], ids) -> tuple[float, float, float]:
@@ -155,13 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         _, manifest = get_model(workspace, "qwen-0.5b")
         view = workspace.root / "models" / "qwen-0.5b"
 
-        def by_name():
+        def by_name(verify: bool = True):
             _, manifest = get_model(workspace, "qwen-0.5b")
-            return get_adapter(manifest.architecture_type).load_manifest(workspace.objects, manifest)
+            return get_adapter(manifest.architecture_type).load_manifest(workspace.objects, manifest,
+                                                                         verify=verify)
 
         loaders = {
             BASELINE: lambda: AutoModelForCausalLM.from_pretrained(folder),
             STORE: by_name,
+            UNVERIFIED: lambda: by_name(verify=False),
             VIEW: lambda: AutoModelForCausalLM.from_pretrained(view),
         }
         _timed(loaders[BASELINE], ids)  # warm-up: imports, allocator (pages are cached already)

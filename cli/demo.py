@@ -96,7 +96,9 @@ def compare_with_stock_transformers(view: Path) -> None:
 
 def flip_a_byte(view: Path, tensor: str) -> Path:
     """Simulate bit rot: flip one byte of a tensor's data in its blob (past the header)."""
-    blob = (view / "weights" / f"{tensor}.safetensors").resolve()
+    from registry.views import tensor_relpath
+
+    blob = (view / tensor_relpath(tensor)).resolve()
     mode = blob.stat().st_mode
     blob.chmod(mode | 0o200)  # blobs are read-only; rot does not ask
     with open(blob, "r+b") as f:

@@ -1,12 +1,38 @@
-"""Views: ``models/<name>/``, a folder stock ``transformers`` loads as is.
+"""Views: ``models/<name>/``, a folder every Hugging Face-format reader loads as is.
 
 A view holds, for every file and tensor of the model's manifest, a relative symlink into
-``.modelstore/objects/`` (files under their own names, tensors as
-``weights/<tensor name>.safetensors``), plus two generated files:
+``.modelstore/objects/`` (files under their own names, each tensor as
+``tensor-<tensor name>.safetensors``), plus two generated files:
 ``model.safetensors.index.json``, which maps every tensor to its one-tensor file as a
 sharded checkpoint does, and ``metadata.json``, the model's summary with ``_comment``
 fields. Relative links keep the workspace relocatable. A view is built in a temporary
 folder and swapped into place, so a reader never sees half of one.
+
+Why the tensor links sit at the top of the folder, and why they are named so:
+
+* vLLM, SGLang and torch DCP's ``HuggingFaceStorageReader`` glob ``*.safetensors`` at the
+  top of the folder and only then keep the files the index's ``weight_map`` names (vLLM's
+  ``filter_duplicate_safetensors_files``); links in a subfolder are never found ("Cannot
+  find any model weights"). At the top, the glob finds exactly the tensor links, and every
+  one of them is named in the index: the filter keeps them all.
+* ``tensor-`` keeps them apart from every other file of the model. No model file can be a
+  top-level ``*.safetensors`` (weights are split into tensors on import, never stored as
+  files; ``file_path_problem`` refuses such a path), so config, tokenizer and processor
+  files cannot collide with a tensor link; and no tensor's link can be ``model.safetensors``
+  (or any name a Hugging Face save writes: ``model-00001-of-00002.safetensors``,
+  ``adapter_model.safetensors``), since all of them start with ``tensor-``. A real
+  ``model.safetensors`` in a view is therefore always something written into it, which
+  transformers would prefer over the index: loads by name refuse such a view
+  (``refuse_written_view``).
+* It stays a valid file name for every tensor name ``tensor_name_problem`` accepts: no
+  ``/``, ``\\``, control character or leading ``.`` (a hidden file that a glob skips), and
+  at most ``MAX_COMPONENT`` bytes with the suffix, so at most 247 with the prefix (255 is
+  the limit of ext4, XFS, btrfs and APFS).
+
+Views are derived data. A view in the layout before this one (tensor links under
+``weights/``, ``LEGACY_WEIGHTS_DIR``) still loads with transformers but not with vLLM:
+``validate-registry`` notes it as ``view-outdated``, and the first writer that takes the
+store's lock rebuilds it (``upgrade_outdated_views``), as ``--fix`` does.
 """
 
 from __future__ import annotations
@@ -15,20 +41,28 @@ import errno
 import json
 import os
 import posixpath
+import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from typing import TYPE_CHECKING
+
 from registry import debris
 from registry.registry_file import RegistryEntry
-from registry.workspace import Workspace
 from store import fsops
 from store.digest import is_digest
 from store.errors import ModelStoreError, StoreIOError
 from store.manifest import Manifest
 
-WEIGHTS_DIR = "weights"
+if TYPE_CHECKING:  # the workspace takes its writer lock through ``upgrade_outdated_views``
+    from registry.workspace import Workspace
+
+TENSOR_PREFIX = "tensor-"
+TENSOR_SUFFIX = ".safetensors"
+LEGACY_WEIGHTS_DIR = "weights"  # where views kept their tensor links before (outdated)
 INDEX_FILENAME = "model.safetensors.index.json"
 METADATA_FILENAME = "metadata.json"
 GENERATED_FILES = (INDEX_FILENAME, METADATA_FILENAME)
@@ -55,13 +89,17 @@ def file_path_problem(relpath: str) -> str | None:
         return "it has an empty, '.', '..' or hidden component"
     if any(ord(c) < 32 or ord(c) == 127 for c in relpath) or len(relpath) > 1000:
         return "it contains control characters or is too long"
-    if path.parts[0] == WEIGHTS_DIR or relpath in GENERATED_FILES:
+    if (path.parts[0] == LEGACY_WEIGHTS_DIR or relpath in GENERATED_FILES
+            or (len(path.parts) == 1 and relpath.lower().endswith(TENSOR_SUFFIX))):
         return "the view generates that path itself"
     return None
 
 
-def tensor_relpath(name: str) -> str:
-    return f"{WEIGHTS_DIR}/{name}.safetensors"
+def tensor_relpath(name: str, *, legacy: bool = False) -> str:
+    """The path of tensor ``name``'s link in a view (``legacy``: in the outdated layout)."""
+    if legacy:
+        return f"{LEGACY_WEIGHTS_DIR}/{name}{TENSOR_SUFFIX}"
+    return f"{TENSOR_PREFIX}{name}{TENSOR_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -78,20 +116,21 @@ class ViewSpec:
         return up + workspace.layout.object_relpath(self.links[relpath])
 
 
-def expected_view(entry: RegistryEntry, manifest: Manifest) -> ViewSpec:
+def expected_view(entry: RegistryEntry, manifest: Manifest, *, legacy: bool = False) -> ViewSpec:
+    """The view of ``entry`` (``legacy``: as the outdated layout built it, to recognise one)."""
     links = {path: f.digest for path, f in manifest.files.items()}
-    links.update((tensor_relpath(name), t.digest) for name, t in manifest.tensors.items())
+    links.update((tensor_relpath(name, legacy=legacy), t.digest) for name, t in manifest.tensors.items())
     generated = {
-        INDEX_FILENAME: render_index(manifest),
+        INDEX_FILENAME: render_index(manifest, legacy=legacy),
         METADATA_FILENAME: render_metadata(entry, manifest),
     }
     return ViewSpec(links=links, generated=generated)
 
 
-def render_index(manifest: Manifest) -> bytes:
+def render_index(manifest: Manifest, *, legacy: bool = False) -> bytes:
     index = {
         "metadata": {"total_size": manifest.tensor_bytes, "format": "pt"},
-        "weight_map": {name: tensor_relpath(name) for name in sorted(manifest.tensors)},
+        "weight_map": {name: tensor_relpath(name, legacy=legacy) for name in sorted(manifest.tensors)},
     }
     return json.dumps(index, indent=2).encode() + b"\n"
 
@@ -301,3 +340,158 @@ def remove_view(workspace: Workspace, name: str) -> bool:
     fsops.rmtree(doomed)
     fsops.fsync_dir(workspace.models_dir)
     return not wanted
+
+
+# --- outdated views, and views something was written into ----------------------------------
+
+
+def has_legacy_layout(workspace: Workspace, name: str) -> bool:
+    """``models/<name>`` keeps its tensor links under ``weights/`` (the outdated layout)."""
+    try:
+        st = os.lstat(workspace.view_path(name) / LEGACY_WEIGHTS_DIR)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(st.st_mode)
+
+
+def view_matches(workspace: Workspace, entry: RegistryEntry, manifest: Manifest, *,
+                 legacy: bool = False) -> bool:
+    """``models/<name>`` is exactly the view of ``manifest`` (in the outdated layout if
+    ``legacy``): its links, pointing where the builder points them, its generated files
+    byte for byte, and nothing else. Nothing is followed."""
+    name = entry.model_name
+    view = workspace.view_path(name)
+    spec = expected_view(entry, manifest, legacy=legacy)
+    dirs = {str(PurePosixPath(p).parent) for p in spec.links} - {"."}
+    seen: set[str] = set()
+    try:
+        for dirpath, dirnames, filenames in os.walk(view):
+            where = os.path.relpath(dirpath, view)
+            for item in dirnames + filenames:
+                relpath = item if where == "." else f"{where}/{item}"
+                path = os.path.join(dirpath, item)
+                seen.add(relpath)
+                if relpath in spec.links:
+                    if not os.path.islink(path) or os.readlink(path) != spec.link_target(workspace, name, relpath):
+                        return False
+                elif relpath in spec.generated and where == ".":
+                    if os.path.islink(path) or not os.path.isfile(path):
+                        return False
+                    with open(path, "rb") as f:
+                        if f.read() != spec.generated[relpath]:
+                            return False
+                elif relpath not in dirs or os.path.islink(path):
+                    return False
+    except OSError:
+        return False
+    return seen == set(spec.links) | set(spec.generated) | dirs
+
+
+def upgrade_outdated_views(workspace: Workspace) -> list[str]:
+    """Rebuild, in today's layout, every registered view that is exactly its manifest's view
+    in the outdated one; return their names. Called by every writer once it holds the lock.
+
+    Cheap when there is nothing to do (one ``lstat`` per registered model). A view in the
+    old layout that is not exactly what the builder wrote (damaged, or something added) is
+    left alone: ``validate-registry`` reports it and ``--fix`` quarantines what does not
+    belong before it rebuilds. A failure leaves the view as it was (the rebuild swaps a
+    complete folder into place), for ``validate-registry --fix``: the writer goes on.
+    """
+    try:
+        models = workspace.read_registry().models
+    except (ModelStoreError, OSError):
+        return []  # validate-registry's business; the writer reports it if it needs the registry
+    upgraded = []
+    for name, entry in sorted(models.items()):
+        try:
+            if not has_legacy_layout(workspace, name):
+                continue
+            manifest = workspace.manifest(entry.manifest)
+            if view_matches(workspace, entry, manifest, legacy=True):
+                build_view(workspace, entry, manifest)
+                upgraded.append(name)
+        except (ModelStoreError, OSError):
+            continue
+    return upgraded
+
+
+# Files a weight loader picks up at the top of a model folder (transformers prefers a
+# ``model.safetensors`` over the index; ``pytorch_model.bin`` and its kin are pickles).
+WEIGHT_FILE_SUFFIXES = (TENSOR_SUFFIX, ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".gguf")
+
+
+class ViewWrittenError(ModelStoreError, ValueError):
+    """A view something was written into (a link replaced by a file, an extra weight file):
+    what a load would read there is not what the store holds, so nothing is loaded."""
+
+    def __init__(self, name: str, path: str, detail: str):
+        super().__init__(
+            f"the view of model {name!r} was written into: {path} {detail}; nothing was loaded",
+            "run `modelstore validate-registry --fix` to rebuild the view (what was written there "
+            "is kept in .modelstore/quarantine/view-files/)",
+        )
+        self.name = name
+        self.path = path
+        self.detail = detail
+
+
+def written_into(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> tuple[str, str] | None:
+    """(path, what) of the first sign that something wrote into ``models/<name>``, or None.
+
+    Signs: a link of the view that is a file or folder now; a weight file at the top that
+    the view does not hold (``model.safetensors`` from a ``save_pretrained``); a rewritten
+    index. A missing link, or one to another object, is not one: validate-registry reports
+    those, and a view that a crash left showing an uncommitted version (which the next commit
+    or ``--fix`` settles) has them. A view in the outdated layout is
+    checked against that layout: it was not written into, only not upgraded yet.
+    """
+    name = entry.model_name
+    view = workspace.view_path(name)
+    rel = f"models/{name}"
+    spec = expected_view(entry, manifest, legacy=has_legacy_layout(workspace, name))
+    for relpath in sorted(spec.links):
+        path = view / relpath
+        try:
+            target = os.readlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not a link
+            what = "folder" if os.path.isdir(path) else "file"
+            return f"{rel}/{relpath}", f"is a {what}, no longer a link to object {spec.links[relpath][:12]}"
+        del target  # a link to another object is not a write (a view placed but not committed has them)
+    try:
+        top = sorted(os.listdir(view))
+    except OSError:
+        return None
+    for item in top:
+        if item not in spec.links and item not in spec.generated and item.lower().endswith(WEIGHT_FILE_SUFFIXES):
+            return f"{rel}/{item}", "is a weight file the view does not hold (loaders would read it)"
+    try:
+        index = (view / INDEX_FILENAME).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        index = b""
+    if index != spec.generated[INDEX_FILENAME] and not _index_of_shown_version(workspace, name, index):
+        return f"{rel}/{INDEX_FILENAME}", "was rewritten: it is not the index of the model's tensors"
+    return None
+
+
+def _index_of_shown_version(workspace: Workspace, name: str, index: bytes) -> bool:
+    """``index`` is the index of the version the view's metadata.json names: a view a write
+    placed but did not commit yet (a crash; ``view-uncommitted``), not one written into."""
+    shown = view_metadata(workspace, name)
+    if shown is None:
+        return False
+    try:
+        manifest = workspace.manifest(shown[1])
+    except (ModelStoreError, OSError):
+        return False
+    return index in (render_index(manifest), render_index(manifest, legacy=True))
+
+
+def refuse_written_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest) -> None:
+    """Raise ``ViewWrittenError`` if something was written into the view of ``entry``."""
+    found = written_into(workspace, entry, manifest)
+    if found is not None:
+        raise ViewWrittenError(entry.model_name, *found)

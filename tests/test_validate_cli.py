@@ -55,7 +55,7 @@ def test_problem_exits_1_one_line_per_finding(s, run):
     result = run("validate-registry")
     assert result.exit_code == 1
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith(f"error: object-corrupt: weights/{EXCLUSIVE}.safetensors of model 'a' "
+    assert lines[0].startswith(f"error: object-corrupt: tensor-{EXCLUSIVE}.safetensors of model 'a' "
                                f"(object {digest[:12]})")
     assert lines[1].startswith("info: orphan-directory: models/leftover (folder) is not registered")
     assert lines[2].endswith(", 1 error (1 note)")

@@ -24,12 +24,13 @@ import torch.nn as nn
 
 from adapters import get_adapter
 from adapters.base import Adapter, SaveStats, Skip, place
-from adapters.blobs import files_folder
+from adapters.blobs import files_folder, verify_files
 from adapters.devices import resolve_device, resolve_dtype
 from registry.ops import ConflictPolicy, get_model, register
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.ingest.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
+from registry.views import refuse_written_view
 from registry.workspace import Workspace
 from store.errors import ModelStoreError, Next, Text
 from training.errors import TokenizerError
@@ -63,31 +64,55 @@ def load_model(workspace: Workspace, name: str, *, device: str | None = "auto", 
     """Load a registered model (straight from its manifest's blobs) and its tokenizer.
 
     ``name`` may also be a checkpoint reference, ``NAME@step-N`` (registry/checkpoints.py).
+    A view that was written into is refused (``named_model``), and every blob read is
+    verified (``load_version``).
     """
     if is_ref(name):
         _, manifest, _ = resolve_checkpoint(workspace, name)
         return load_version(workspace, manifest, name, device=device, dtype=dtype, tokenizer=tokenizer)
-    entry, manifest = get_model(workspace, name)
+    entry, manifest = named_model(workspace, name)
     loaded = load_version(workspace, manifest, name, view=workspace.root / entry.local_path,
                           device=device, dtype=dtype, tokenizer=tokenizer)
     loaded.entry = entry
     return loaded
 
 
+def named_model(workspace: Workspace, name: str) -> tuple[RegistryEntry, Manifest]:
+    """The registry entry and manifest of ``name``, for a command that loads it: a view that
+    something wrote into (a link replaced by a file, a ``model.safetensors`` saved into it)
+    is refused with ``ViewWrittenError`` before anything is loaded."""
+    entry, manifest = get_model(workspace, name)
+    refuse_written_view(workspace, entry, manifest)
+    return entry, manifest
+
+
 def load_version(workspace: Workspace, manifest: Manifest, label: str, *, view: Path | None = None,
                  device: str | None = "auto", dtype: str | None = "auto", tokenizer: str = "") -> LoadedModel:
     """Load any stored model version, registered or not (a training checkpoint's manifest).
 
-    Its own tokenizer comes from ``view`` when it has one, else from its file blobs.
+    Its own tokenizer comes from ``view`` when it has one, else from its file blobs. Every
+    blob is verified against its digest: the files (config, tokenizer, ...) before they are
+    read, the tensors while the model is built (``Adapter.load_manifest``); a blob that
+    changed is one ``BlobChangedError`` naming ``label`` and the file or tensor.
     """
     adapter = get_adapter(manifest.architecture_type, f" (model {label!r})")
     target = resolve_device(device)
-    model = place(adapter.load_manifest(workspace.objects, manifest, dtype=resolve_dtype(dtype)), target)
-    if tokenizer or view is not None:
-        tok = load_tokenizer(workspace, tokenizer, own=(view, adapter) if view is not None else None)
-    else:
-        with files_folder(workspace.objects, manifest) as folder:
-            tok = _load_from_folder(folder, adapter, f"model {label!r}")
+    verify_files(workspace.objects, manifest, label)
+    model, check = adapter.load_manifest_verifying(workspace.objects, manifest, dtype=resolve_dtype(dtype),
+                                                   label=label)
+    try:  # the tensor blobs are still being hashed: load the tokenizer meanwhile
+        if tokenizer or view is not None:
+            tok = load_tokenizer(workspace, tokenizer, own=(view, adapter) if view is not None else None)
+        else:
+            with files_folder(workspace.objects, manifest) as folder:
+                tok = _load_from_folder(folder, adapter, f"model {label!r}")
+    except BaseException:
+        if check is not None:
+            check.cancel()
+        raise
+    if check is not None:
+        check.join()  # before the model is moved or used: never a model of changed bytes
+    model = place(model, target)
     check_tokenizer_fits(tok, adapter.vocab_size(model), label)
     return LoadedModel(name=label, manifest=manifest, adapter=adapter, model=model, tokenizer=tok,
                        device=target)

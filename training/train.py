@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from adapters.base import Adapter
 from adapters.devices import resolve_device
-from registry.ops import get_model
+from registry.views import refuse_written_view
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes
@@ -42,7 +42,7 @@ from training.checkpoint import Checkpointer, ResumePoint, SavedCheckpoint, rest
 from training.config import RunConfig, load_config
 from training.data import TokenData, eval_batches, load_tokens, train_batch
 from training.loop import Diverged, LoopState, Schedule, run_loop
-from training.models import build_custom_model, load_version
+from training.models import build_custom_model, load_version, named_model
 from training.observe import LoopObserver, TrainReporter
 from training.optim import Optimizer, lr_at
 from training.threads import set_cpu_threads
@@ -210,6 +210,7 @@ def _resume_point(workspace: Workspace, config: RunConfig, registered: RegistryE
         raise ResumeError(f"no model named {config.output_name!r} is registered, so there is no run to "
                           "resume", "run without --resume to start it")
     manifest = workspace.manifest(registered.manifest)
+    refuse_written_view(workspace, registered, manifest)  # the run goes on from what its name holds
     point = resume_point(workspace, config.output_name, registered.manifest, manifest)
     _check_same_run(config, manifest, where)
     return point
@@ -230,7 +231,7 @@ def _fine_tune_start(workspace: Workspace, config: RunConfig, device: torch.devi
         checkpoint, manifest, _ = resolve_checkpoint(workspace, base)
         digest = checkpoint.digest
     else:
-        entry, manifest = get_model(workspace, base)
+        entry, manifest = named_model(workspace, base)  # a view written into is refused
         digest = entry.manifest
     loaded = load_version(workspace, manifest, base, device=str(device), dtype=config.dtype,
                           tokenizer=config.tokenizer)
@@ -266,7 +267,7 @@ def _freeze(start: _Start, config: RunConfig, where: str) -> tuple[dict[str, nn.
     for i, pattern in enumerate(config.freeze):
         if not adapter.params_matching(model, [pattern]):
             raise ConfigError(where, f"key 'freeze[{i}]': {pattern!r} matches no tensor of {start.label}",
-                              "tensor names are those model-info and the view's weights/ folder show")
+                              "tensor names are those model-info and the view's model.safetensors.index.json show")
     frozen = adapter.params_matching(model, config.freeze)
     trainable = {name: p for name, p in model.named_parameters() if name not in frozen}
     if not trainable:

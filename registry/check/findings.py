@@ -58,6 +58,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "view-file-missing": ("error", "a generated file of the view is missing"),
     "view-file-modified": ("error", "a generated file of the view differs from its manifest"),
     "view-extra-file": ("error", "the view holds something its manifest does not list"),
+    "view-outdated": ("info", "the view is in an earlier layout (tensor links under weights/): the next "
+                      "writer or --fix rebuilds it"),
     "view-uncommitted": ("info", "the view shows a version a write placed but did not commit (a crash)"),
     # notes
     "orphan-directory": ("info", "something under models/ that no registry entry names"),

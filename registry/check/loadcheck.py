@@ -1,8 +1,8 @@
 """The load check of an import: the stored model loads, and a short forward pass is finite.
 
 Run after every blob is stored and before anything is registered, on a staging view in
-``.modelstore/tmp/`` (links to the blobs in objects/ plus the generated index: exactly what
-the real view will hold), so a model that does not load is never registered. Missing or
+``.modelstore/tmp/`` (links to the blobs in objects/ plus the generated index, in the view's
+own layout: tensor links at the top, named as ``registry.views`` names them), so a model that does not load is never registered. Missing or
 wrongly shaped tensors count as failures: transformers would silently initialise them at
 random. A model too big for the memory available is not loaded; the check says so.
 

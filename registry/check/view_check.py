@@ -13,6 +13,11 @@ crash between the two leaves a complete view of a version the registry does not 
 version, it is reported as one note, ``view-uncommitted``, not as a damaged view; not
 registered at all, it is a ``leftover_view`` a writer may replace, since it holds nothing
 but links into the store and files generated from its manifest.
+
+A view in the earlier layout (tensor links under ``weights/``) is derived data that is only
+out of date: compared with that layout, it is one note, ``view-outdated``, which the next
+writer or ``--fix`` settles by rebuilding it; what is damaged in it is reported as in any
+view, against the layout it has.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import msgspec
 
 from registry.check.findings import Finding, finding
 from registry.registry_file import RegistryEntry
-from registry.views import expected_view, view_metadata
+from registry.views import expected_view, has_legacy_layout, view_metadata
 from registry.workspace import Workspace
 from store.errors import ModelStoreError
 from store.manifest import Manifest
@@ -62,7 +67,14 @@ def expected_dirs(paths: list[str]) -> set[str]:
 
 
 def check_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest | None) -> list[Finding]:
-    found = _compare_view(workspace, entry, manifest)
+    legacy = manifest is not None and has_legacy_layout(workspace, entry.model_name)
+    found = _compare_view(workspace, entry, manifest, legacy=legacy)
+    if legacy:
+        rel = f"models/{entry.model_name}"
+        return found + [finding("view-outdated", f"{rel} keeps its tensor links under {rel}/weights/, the "
+                                "layout before tensor links moved to the top of the folder (vLLM and SGLang "
+                                "find no weights there); the next writer or `--fix` rebuilds it",
+                                models=[entry.model_name], path=rel)]
     if not found or manifest is None:
         return found
     shown = view_version(workspace, entry.model_name)
@@ -95,7 +107,8 @@ def view_version(workspace: Workspace, name: str) -> tuple[str, Manifest] | None
         return None
     if any(workspace.objects.size(d) != size for d, size in manifest.expected_sizes().items()):
         return None
-    return (digest, manifest) if not _compare_view(workspace, entry, manifest) else None
+    legacy = has_legacy_layout(workspace, name)
+    return (digest, manifest) if not _compare_view(workspace, entry, manifest, legacy=legacy) else None
 
 
 def leftover_view(workspace: Workspace, name: str) -> bool:
@@ -105,7 +118,8 @@ def leftover_view(workspace: Workspace, name: str) -> bool:
     return name not in workspace.read_registry().models and view_version(workspace, name) is not None
 
 
-def _compare_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest | None) -> list[Finding]:
+def _compare_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest | None, *,
+                  legacy: bool = False) -> list[Finding]:
     name = entry.model_name
     view = workspace.view_path(name)
     rel = f"models/{name}"
@@ -121,7 +135,7 @@ def _compare_view(workspace: Workspace, entry: RegistryEntry, manifest: Manifest
     if manifest is None:
         return []  # without a manifest there is nothing to compare with (reported already)
 
-    spec = expected_view(entry, manifest)
+    spec = expected_view(entry, manifest, legacy=legacy)
     actual = scan_view(view)
     dirs = expected_dirs([*spec.links, *spec.generated])
     found: list[Finding] = []

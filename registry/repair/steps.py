@@ -18,7 +18,7 @@ from registry.repair.plan import RepairOutcome, RepairPlan
 from registry.report import Reporter
 from registry.repair.restore import RestoreSource, restore_objects
 from registry.check.view_check import expected_dirs, scan_view
-from registry.views import build_view, expected_view
+from registry.views import build_view, expected_view, has_legacy_layout
 from registry.workspace import Workspace
 from store import fsops
 from store.digest import digest_bytes
@@ -145,7 +145,8 @@ def _rebuild_view(workspace: Workspace, name: str, outcome: RepairOutcome) -> No
     if os.path.lexists(view) and (os.path.islink(view) or not os.path.isdir(view)):
         move_aside(workspace.layout, view, "view-files", f"models/{name} was not a folder", label=name)
     elif os.path.isdir(view):
-        spec = expected_view(entry, manifest)
+        # An outdated view's links are judged by its own layout: they are replaced, not quarantined.
+        spec = expected_view(entry, manifest, legacy=has_legacy_layout(workspace, name))
         dirs = expected_dirs([*spec.links, *spec.generated])
         moved: list[str] = []
         for relpath, kind in sorted(scan_view(view).items()):

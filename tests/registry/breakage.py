@@ -50,7 +50,7 @@ class TwoModels:
         return str(path.relative_to(self.root))
 
     def link(self, name: str, tensor: str) -> Path:
-        return self.root / "models" / name / "weights" / f"{tensor}.safetensors"
+        return self.root / "models" / name / f"tensor-{tensor}.safetensors"
 
     def snapshot(self, name: str) -> dict:
         """Everything of model ``name``: registry entry, view (links, bytes), objects' bytes."""

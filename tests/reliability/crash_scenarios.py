@@ -182,7 +182,7 @@ def fix_breakages() -> Scenario:
         data[-1] ^= 0xFF
         blob.write_bytes(bytes(data))
         os.chmod(blob, 0o444)
-        link = base / WS / "models" / "b" / "weights" / f"{LINKED}.safetensors"
+        link = base / WS / "models" / "b" / f"tensor-{LINKED}.safetensors"
         link.unlink()
         ws.registry_path.unlink()
         object_digest = blob.parent.name + blob.name

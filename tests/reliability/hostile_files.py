@@ -86,7 +86,7 @@ MALFORMED_SAFETENSORS: dict[str, tuple[Callable[[Path], None], str]] = {
                              "__metadata__ must map strings to strings"),
 }
 
-# Tensor names become file names in the view (weights/<name>.safetensors): each must be refused.
+# Tensor names become file names in the view (tensor-<name>.safetensors): each must be refused.
 HOSTILE_TENSOR_NAMES: dict[str, tuple[str, str]] = {
     "tensor-dotdot": ("../../../outside/evil", "is empty or starts with '.'"),
     "tensor-climb": ("model/../../../../outside/evil", "contains '/', '\\' or control characters"),

@@ -72,8 +72,10 @@ def plant_view_file(s: Scene) -> None:
 
 
 def plant_view_subdir(s: Scene) -> None:
-    _replace_with_link(s.ws / "models" / MODEL / "weights", s.outside / "weights")
+    """A folder link in the view, named like the folder views kept their tensors in before."""
+    (s.outside / "weights").mkdir()
     _old_file(s.outside / "weights" / "planted.safetensors")
+    os.symlink(s.outside / "weights", s.ws / "models" / MODEL / "weights")
 
 
 def plant_registry(s: Scene) -> None:

@@ -72,7 +72,7 @@ def test_bit_flip_found_by_deep_check_only(s):
     report = validate(s.ws)
     assert finding_keys(report.errors) == [("object-corrupt", "error", ("a",), digest, s.rel(path))]
     message = report.errors[0].message
-    assert f"weights/{EXCLUSIVE}.safetensors of model 'a'" in message and "hash to" in message
+    assert f"tensor-{EXCLUSIVE}.safetensors of model 'a'" in message and "hash to" in message
 
 
 @pytest.mark.parametrize("change, how", [
@@ -306,7 +306,7 @@ def test_writing_through_a_view_fails(world_readable_dir, tiny_model):
     ws = Workspace.open(world_readable_dir)
     import_folder(ws, tiny_model(), name="a")
     targets = [ws.root / "models" / "a" / "config.json",
-               ws.root / "models" / "a" / "weights" / f"{EXCLUSIVE}.safetensors"]
+               ws.root / "models" / "a" / f"tensor-{EXCLUSIVE}.safetensors"]
     control = ws.root / "control.txt"  # a 0644 file of the same owner: writable, as a control
     control.write_bytes(b"y")
     before = [t.read_bytes() for t in targets]

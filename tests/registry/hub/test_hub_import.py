@@ -342,8 +342,9 @@ def test_pickle_remote_code_and_subfolders_are_never_fetched(workspace, hub_serv
     assert result.skipped["modeling_evil.py"] == "remote code is never run"
     assert ("warning", "skipped pytorch_model.bin: pickle weights are never loaded") in reporter.lines
     assert sorted(p.name for p in (workspace.root / "models/Tiny").iterdir()) == sorted(
-        ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "weights",
-         "model.safetensors.index.json", "metadata.json"])
+        ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+         "model.safetensors.index.json", "metadata.json",
+         *(f"tensor-{name}.safetensors" for name in result.manifest.tensors)])
 
 
 @pytest.mark.parametrize("path, problem", [

@@ -57,7 +57,7 @@ def test_view_is_relative_symlinks_and_generated_files(workspace, tiny_model):
     result = import_folder(workspace, source, name="tiny")
     view = workspace.root / "models" / "tiny"
     for name, tensor in result.manifest.tensors.items():
-        link = view / "weights" / f"{name}.safetensors"
+        link = view / f"tensor-{name}.safetensors"
         assert link.is_symlink() and not os.path.isabs(os.readlink(link))
         assert link.resolve() == workspace.objects.path(tensor.digest)
     assert (view / "config.json").resolve() == workspace.objects.path(result.manifest.files["config.json"].digest)

@@ -341,7 +341,7 @@ def _edited(s):
 @pytest.mark.parametrize("damage, code, moved", [
     (_dangling, "view-link-dangling", None),
     (_retargeted, "view-link-retargeted", None),
-    (_replaced, "view-link-replaced", f"{EXCLUSIVE}.safetensors"),
+    (_replaced, "view-link-replaced", f"tensor-{EXCLUSIVE}.safetensors"),
     (_extra, "view-extra-file", "notes"),
     (_edited, "view-file-modified", None),
     (lambda s: shutil.rmtree(s.root / "models" / "a"), "view-missing", None),
