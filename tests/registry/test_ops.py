@@ -96,12 +96,14 @@ def test_lineage_survives_deleting_a_parent(workspace, base):
 
 def test_info_accounts_shared_and_exclusive_bytes(workspace, base, tiny_model):
     # "alone" counts the model's manifest too, as du does (the two commands agree).
+    # So do the upstream bytes kept for a byte-exact export (the weight file's header).
     own_manifest = workspace.objects.size(base.manifest_digest)
+    kept = sum(e.size for e in base.manifest.origin_blobs())
     alone = model_info(workspace, "base")
-    assert alone.shared_bytes == 0 and alone.exclusive_bytes == alone.file_size + own_manifest
+    assert alone.shared_bytes == 0 and alone.exclusive_bytes == alone.file_size + kept + own_manifest
     import_folder(workspace, tiny_model(name="again"), name="copy")
     shared = model_info(workspace, "base")
-    assert shared.exclusive_bytes == own_manifest and shared.shared_bytes == shared.file_size
+    assert shared.exclusive_bytes == own_manifest and shared.shared_bytes == shared.file_size + kept
     from registry.space.du import disk_usage
 
     du = {m.name: m for m in disk_usage(workspace).models}["base"]

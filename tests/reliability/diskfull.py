@@ -116,8 +116,10 @@ def read_steps(log: Path) -> list[Step]:
 
 
 def error_lines(stderr: str) -> list[str]:
-    """stderr without the status lines of the steps done (indented by two spaces)."""
-    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("  ")]
+    """stderr without the status lines of the steps done (indented by two spaces) and the
+    warnings about the source that came before the failure (a source without a tokenizer)."""
+    return [line for line in stderr.splitlines()
+            if line.strip() and not line.startswith("  ") and not line.startswith("warning: ")]
 
 
 def registry_bytes(root: Path) -> bytes | None:
