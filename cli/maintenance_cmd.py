@@ -35,7 +35,8 @@ def delete_model_cmd(ctx, name, yes, keep_view, delete_files) -> None:
             raise UsageError(f"deleting {name!r} needs confirmation", "pass --yes to delete without asking")
         return click.confirm(f"Delete model {name!r} ({entry.model_id})?", default=False, err=True)
 
-    result = delete_model(workspace(ctx), name, delete_files=not keep_view, confirm=confirm)
+    result = delete_model(workspace(ctx), name, delete_files=not keep_view, confirm=confirm,
+                          on_wait=lambda: CliReporter().status("lock", "waiting for another modelstore writer"))
     if result.entry is None:  # an interrupted delete, finished now
         removed = "; removed what was left of its view" if result.view_removed else ""
         click.echo(f"{name} was already deleted{removed}; run `python main.py gc` to free its unshared blobs")

@@ -308,15 +308,17 @@ class DeleteResult:
 def delete_model(
     workspace: Workspace, name: str, *, delete_files: bool = False,
     confirm: Callable[[RegistryEntry, list[str]], bool] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> DeleteResult:
     """Remove ``name`` from the registry (and its view with ``delete_files``).
 
     ``confirm`` is asked with the entry and the names of models fine-tuned from it; a
     False answer raises ``Aborted`` before anything changes. Blobs stay until ``gc``.
+    ``on_wait`` is called if another writer holds the lock (the CLI says it waits).
     """
     if not workspace.layout.exists():
         get_entry(workspace, name)  # no store: refused before the lock, which would create one
-    with workspace.locked():
+    with workspace.locked(on_wait):
         finished = _finish_committed_delete(workspace, name, delete_files)
         if finished is not None:
             return finished

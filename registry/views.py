@@ -230,6 +230,9 @@ def view_in_place(workspace: Workspace, entry: RegistryEntry, manifest: Manifest
     except BaseException as error:
         if not getattr(error, "committed", False):
             _take_back(final, old)
+        elif old is not None:  # committed (the registry names the new view): the old one goes
+            with suppress(OSError):
+                fsops.rmtree(old)
         raise
     try:  # the view is in place (and, for register, committed): only cleanup is left
         if old is not None:

@@ -240,8 +240,13 @@ def run_trial(sweep: Sweep, step: int, trial_root: Path, meant: tuple[str, str] 
         if tree_digest(folder) != before:
             trial.fail("source changed", str(folder))
     # A failed removal leaves what it was removing (gc's private folder, a deleted view's
-    # debris): gc sweeps it. Anything else left behind is a cleanup the error path missed.
+    # debris): gc sweeps it. A Hub download's partial file and its record stay on purpose
+    # (the next run resumes them; gc sweeps abandoned ones). Anything else left behind is a
+    # cleanup the error path missed.
+    from registry.hub.partial import PREFIX as PARTIAL
+
     left = [p for p in temp_debris(trial_root) if p not in temp_before
+            and not p.startswith(f".modelstore/tmp/{PARTIAL}")
             and not (trial.op in ("rmtree", "unlink") and trial.path == str(trial_root / p))]
     if left:
         trial.fail("temp left", ", ".join(left))
