@@ -20,6 +20,17 @@ from tests.reliability.concurrency import (
 from tests.reliability.sizes import NO_LOCK_TRIES
 
 
+def contended(run, workdir, tries: int = NO_LOCK_TRIES) -> dict:
+    """``run(folder)`` on a fresh folder until a process waited for the lock (the race really
+    contended), at most ``tries`` times: whether two short lock holds overlap depends on the
+    machine's load; the figures are the last run's."""
+    for attempt in range(1, tries + 1):
+        figures = run(workdir / f"try-{attempt}")
+        if figures["waited"] >= 1:
+            break
+    return figures
+
+
 def passes(race: str, lock: bool, figures: dict) -> None:
     """The rules ``make reliability`` applies to the same race (contention included)."""
     failures = race_failures(dict(figures, race=race, lock=lock))
@@ -27,7 +38,7 @@ def passes(race: str, lock: bool, figures: dict) -> None:
 
 
 def test_same_import_with_the_lock_one_entry_one_copy_nothing_left(tmp_path):
-    figures = run_same_import(tmp_path, processes=4, lock=True)
+    figures = contended(lambda w: run_same_import(w, processes=4, lock=True), tmp_path)
     passes("same import", True, figures)
     assert figures["waited"] >= 1  # the four really raced for the lock
     assert figures["failures"] == [] and figures["succeeded"] == 4 and figures["crashed"] == 0
@@ -54,7 +65,7 @@ def test_same_import_without_the_lock_duplicates_work_at_most(tmp_path):
 
 
 def test_register_delete_with_the_lock_loses_no_update(tmp_path):
-    figures = run_register_delete(tmp_path, processes=4, rounds=3, lock=True)
+    figures = contended(lambda w: run_register_delete(w, processes=4, rounds=3, lock=True), tmp_path)
     passes("register/delete", True, figures)
     assert figures["waited"] >= 1  # updates really contended: the lock made them wait
     assert figures["updates"] == 4 * (3 + 1)
@@ -85,7 +96,7 @@ def test_register_delete_without_the_lock_loses_updates_never_corrupts(tmp_path)
 
 
 def test_gc_racing_imports_takes_nothing_in_flight(tmp_path):
-    figures = run_gc_vs_import(tmp_path, rounds=1, importers=2, lock=True)
+    figures = contended(lambda w: run_gc_vs_import(w, rounds=1, importers=2, lock=True), tmp_path)
     passes("gc vs import", True, figures)
     assert figures["waited"] >= 1
     assert figures["imports"] == 1 + 2 * 2 and figures["gc_runs"] >= 1
@@ -99,7 +110,7 @@ def test_gc_racing_imports_takes_nothing_in_flight(tmp_path):
 
 
 def test_gc_without_grace_racing_imports_fails_them_cleanly_at_worst(tmp_path):
-    figures = run_gc_vs_import(tmp_path, rounds=1, importers=2, lock=True, grace="0")
+    figures = contended(lambda w: run_gc_vs_import(w, rounds=1, importers=2, lock=True, grace="0"), tmp_path)
     passes("gc --grace 0 vs import", True, figures)
     assert figures["crashed"] == 0 and figures["gc_failed"] == 0
     # An import whose fresh blobs gc took says so, registers nothing, and works when rerun.
