@@ -15,9 +15,9 @@ from registry.workspace import Workspace
 from store import fsops
 from store.codec import Record, decode, encode_pretty
 from store.errors import UsageError
-from store.remote import Backend, parse_url
-from store.remote_open import open_backend
-from store.remote_objects import RemoteStore
+from store.remote.backend import Backend, parse_url
+from store.remote.connect import open_backend
+from store.remote.objects import RemoteStore
 
 CONFIG_FILENAME = "remotes.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

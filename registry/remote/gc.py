@@ -28,7 +28,7 @@ from registry.report import NullReporter, Reporter
 from store.codec import Record, decode, encode_canonical
 from store.manifest import decode_manifest
 from store.errors import ModelStoreError
-from store.remote_errors import RefExistsError, RefMovedError
+from store.remote.errors import RefExistsError, RefMovedError
 
 LOCK_KEY = "locks/gc"
 LOCK_TTL_S = 3600.0

@@ -26,7 +26,7 @@ from registry.workspace import Workspace
 from store.digest import is_digest
 from store.errors import ManifestError, ModelStoreError
 from store.manifest import Manifest, decode_manifest
-from store.remote_errors import RemoteCorruptError, RemoteError, RemoteObjectMissingError
+from store.remote.errors import RemoteCorruptError, RemoteError, RemoteObjectMissingError
 
 JOBS = 4
 

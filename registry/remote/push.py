@@ -22,7 +22,7 @@ from registry.report import NullReporter, Reporter, human_bytes
 from registry.workspace import Workspace, get_entry
 from store.errors import ModelStoreError
 from store.manifest import Manifest, now_iso
-from store.remote_errors import RefExistsError, RefMovedError
+from store.remote.errors import RefExistsError, RefMovedError
 
 JOBS = 4  # objects in flight at once
 

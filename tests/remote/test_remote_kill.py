@@ -14,7 +14,7 @@ import pytest
 
 from registry.check.validate import validate
 from registry.remote.config import open_remote
-from store.remote_objects import object_key
+from store.remote.objects import object_key
 from tests.remote.helpers import ROOT, run_cli
 
 

@@ -14,7 +14,7 @@ from registry.remote.gc import LOCK_KEY, Lock, remote_gc
 from registry.remote.push import push
 from registry.repair.fix import repair
 from store.codec import encode_canonical
-from store.remote_objects import object_key
+from store.remote.objects import object_key
 from tests.remote.helpers import run_cli
 
 

@@ -12,7 +12,7 @@ from registry.remote.errors import NotFastForwardError, PushConflictError, Remot
 from registry.remote.pull import pull
 from registry.remote.push import push
 from store.errors import ModelStoreError
-from store.remote_objects import object_key, ref_key
+from store.remote.objects import object_key, ref_key
 
 
 def test_concurrent_pushes_of_one_name_have_exactly_one_winner(make_store, remote_url):

@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from store.digest import digest_bytes
-from store.remote import Backend, ObjectInfo, check_key
-from store.remote_errors import RefExistsError, RefMovedError, RemoteCorruptError, RemoteIOError
+from store.remote.backend import Backend, ObjectInfo, check_key
+from store.remote.errors import RefExistsError, RefMovedError, RemoteCorruptError, RemoteIOError
 
 _CHUNK = 8 << 20
 
@@ -73,7 +73,7 @@ class FileBackend(Backend):
                         raise RemoteCorruptError(self.label, key, f"it is larger than {limit} bytes")
                     sink(chunk)
         except FileNotFoundError:
-            from store.remote_errors import RemoteObjectMissingError
+            from store.remote.errors import RemoteObjectMissingError
 
             raise RemoteObjectMissingError(self.label, key) from None
         except OSError as e:

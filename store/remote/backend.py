@@ -1,7 +1,7 @@
 """A remote's raw object I/O: the URL, and one backend per scheme behind one small interface.
 
-``s3://bucket/prefix`` (any S3-compatible server, through obstore: ``store.remote_s3``) and
-``file:///path`` (a folder, with plain POSIX calls: ``store.remote_file``). Keys are
+``s3://bucket/prefix`` (any S3-compatible server, through obstore: ``store.remote.s3``) and
+``file:///path`` (a folder, with plain POSIX calls: ``store.remote.file``). Keys are
 ``/``-separated and relative to the prefix (``FORMAT``, ``objects/ab/cdef...``,
 ``refs/NAME``, ``locks/gc``); a backend refuses any other shape of key, so nothing it is
 handed can address something outside the remote.
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from store.remote_errors import RemoteURLError
+from store.remote.errors import RemoteURLError
 
 # What a key may look like: fixed top-level folders, then safe components.
 _KEY = re.compile(r"(FORMAT|objects/[0-9a-f]{2}/[0-9a-f]{62}|refs/[A-Za-z0-9][A-Za-z0-9._+-]{0,99}"

@@ -1,4 +1,4 @@
-"""Errors of a remote's object I/O (``store.remote*``): each names the remote and the key.
+"""Errors of a remote's object I/O (``store.remote``): each names the remote and the key.
 
 They subclass ``ModelStoreError`` so the CLI renders them as one line with a next step;
 they live here, beside the code that raises them, not in ``store.errors``.

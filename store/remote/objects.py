@@ -1,6 +1,6 @@
 """Objects, manifests and refs on a remote, with the store's own rules applied at the border.
 
-``RemoteStore`` wraps a ``Backend`` (``store.remote``) with the remote layout
+``RemoteStore`` wraps a ``Backend`` (``store.remote.backend``) with the remote layout
 (``FORMAT``, ``objects/ab/cdef...``, ``refs/NAME``, ``locks/...``) and does the two transfers:
 
 - ``upload``: a local object is read in chunks and hashed as it goes up; a local object that
@@ -24,8 +24,8 @@ from store.digest import Hasher, digest_bytes, is_digest
 from store.errors import CorruptObjectError, ObjectMissingError
 from store.layout import FANOUT, FORMAT_VERSION, HASH_NAME, FormatMarker
 from store.objects import Batch, ObjectStore
-from store.remote import Backend, ObjectInfo
-from store.remote_errors import RefExistsError, RemoteCorruptError, RemoteError, RemoteObjectMissingError
+from store.remote.backend import Backend, ObjectInfo
+from store.remote.errors import RefExistsError, RemoteCorruptError, RemoteError, RemoteObjectMissingError
 
 REF_LIMIT = 64 << 10  # a ref is a few hundred bytes
 MANIFEST_LIMIT = 64 << 20  # a manifest of a model with a million tensors is far below this

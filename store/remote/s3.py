@@ -24,8 +24,8 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, PreconditionError
 from obstore.store import S3Store
 
-from store.remote import Backend, ObjectInfo, check_key
-from store.remote_errors import (
+from store.remote.backend import Backend, ObjectInfo, check_key
+from store.remote.errors import (
     RefExistsError,
     RefMovedError,
     RemoteCorruptError,
