@@ -34,7 +34,7 @@ from pathlib import Path
 import blake3
 import torch
 
-from store.errors import CorruptObjectError, ModelStoreError, ObjectMissingError, SourceError
+from store.errors import CorruptObjectError, ModelStoreError, Next, ObjectMissingError, SourceError, Text
 from store.manifest import Manifest, TensorEntry
 from store.objects import ObjectStore, PutResult
 from store.tensorfile import canonical_header
@@ -183,7 +183,7 @@ class BlobChangedError(ModelStoreError, ValueError):
         super().__init__(
             f"model {model!r}: {item} no longer matches what the store holds (object {digest[:12]} "
             f"{now}; {path}); nothing was loaded",
-            "run `modelstore validate-registry --fix` to quarantine the object and restore it",
+            Text("run `", Next("validate-registry", "--fix"), "` to quarantine the object and restore it"),
         )
         self.model = model
         self.item = item

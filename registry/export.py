@@ -35,13 +35,14 @@ from registry.ingest.model_files import INDEX_SUFFIX
 from registry.ops import get_model
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
+from store import fsops
 from store.errors import CorruptObjectError, ModelStoreError, Next, Text
 from store.manifest import HubOrigin, LocalOrigin, Manifest, OriginFile, TensorEntry
 from store.objects import ObjectStore
 from store.tensorfile import canonical_header, parse_header
-from store.writeback import Writeback
 
 DEFAULT_MAX_SHARD_SIZE = 5_000_000_000  # save_pretrained's default ("5GB")
+WRITEBACK_STEP = 32 << 20  # start the disk writing behind the copy every this many bytes
 DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
 
@@ -306,7 +307,7 @@ def _weight_writer(objects: ObjectStore, manifest: Manifest, f: OriginFile, head
         written = len(header)
         specs = sorted(specs, key=lambda s: s.start)
         checked = _checked_ahead(objects, [manifest.tensors[spec.name].digest for spec in specs])
-        writeback = Writeback(fd) if fd is not None else None  # the disk works while the copy goes on
+        started = 0  # bytes whose writeback was started: the disk works while the copy goes on
         for spec, _ in zip(specs, checked):
             if spec.start > written:  # a gap in the data section (never seen): zeros
                 gap = bytes(spec.start - written)
@@ -317,8 +318,9 @@ def _weight_writer(objects: ObjectStore, manifest: Manifest, f: OriginFile, head
             skip = len(canonical_header(spec.name, t.dtype, t.shape, t.nbytes))
             copied = _copy_blob(objects, t.digest, skip, fd, written, upstream)
             written += copied
-            if writeback is not None:
-                writeback.wrote(written)
+            if fd is not None and written - started >= WRITEBACK_STEP:
+                fsops.start_writeback(fd)
+                started = written
             progress(copied)
         upstream.check(written)
     return write

@@ -64,8 +64,8 @@ class Workspace:
     @contextmanager
     def locked(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the writer lock. A writer is also what brings views in an outdated layout up
-        to date (derived data, rebuilt in place: registry.views.upgrade_outdated_views)."""
-        from registry.views import upgrade_outdated_views
+        to date (derived data, rebuilt in place: registry.view_state.upgrade_outdated_views)."""
+        from registry.view_state import upgrade_outdated_views
 
         with writer_lock(self.layout, on_wait):
             upgrade_outdated_views(self)

@@ -30,7 +30,7 @@ from registry.ops import ConflictPolicy, get_model, register
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.ingest.model_files import TOKENIZER_PATTERNS
 from registry.registry_file import RegistryEntry
-from registry.views import refuse_written_view
+from registry.view_state import refuse_written_view
 from registry.workspace import Workspace
 from store.errors import ModelStoreError, Next, Text
 from training.errors import TokenizerError

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from adapters.base import Adapter
 from adapters.devices import resolve_device
-from registry.views import refuse_written_view
+from registry.view_state import refuse_written_view
 from registry.checkpoints import is_ref, resolve_checkpoint
 from registry.registry_file import RegistryEntry
 from registry.report import NullReporter, Reporter, human_bytes

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.blobs import BlobChangedError
 from registry.ingest.folder import import_folder
-from registry.views import ViewWrittenError, refuse_written_view
+from registry.view_state import ViewWrittenError, refuse_written_view
 from tests.training.runs import import_base, run_config
 from training.models import load_model
 from training.train import train
