@@ -29,8 +29,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,6 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 from registry.hub.partial import Partial
 from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
 from registry.hub.transfer import RangedFile, SharedProgress, StaleResumeError, TransferSettings, open_partial
-from store import fsops
 from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,
@@ -63,7 +61,7 @@ from registry.hub.errors import (
     HubRevisionNotFoundError,
     HubUnsafePathError,
 )
-from store.errors import ModelStoreError, Next, Text
+from store.errors import ModelStoreError
 from store.manifest import OriginFile
 
 # A reset connection is resumed this many times per file (the client retries timeouts and
@@ -79,19 +77,6 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 def configured_endpoint() -> str:
     """``HF_ENDPOINT``, else huggingface_hub's default; read at call time, never cached."""
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-class HubUnverifiableError(HubError, ValueError):
-    """The endpoint gives no size or no hash for a file, neither in its listing nor in a HEAD:
-    its bytes could not be checked, so the file is not imported (unless sizes-only is accepted)."""
-
-    def __init__(self, repo_id: str, endpoint: str, path: str, missing: str):
-        hint = (Text("use an endpoint that serves file hashes (the Hub does), or accept a size-only check: ",
-                     Next("import-model", repo_id, "--trust-size-only")) if missing != "size" else
-                "use an endpoint that serves file metadata (the Hub does)")
-        super().__init__(repo_id, f"{endpoint} gives no {missing} for {repo_id}/{path} (in its listing or "
-                                  "a HEAD of the file), so its bytes cannot be verified", hint)
-        self.endpoint, self.path, self.missing = endpoint, path, missing
 
 
 @dataclass(frozen=True)
@@ -152,9 +137,6 @@ class Token:
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_GIT_OID = re.compile(r"[0-9a-f]{40}")
-HEAD_WORKERS = 8  # as snapshot_download's default of files at once
 
 
 def listing_path_problem(path: object) -> str | None:
@@ -227,66 +209,6 @@ class HubRepo:
         card = info.card_data.to_dict() if info.card_data is not None else {}
         return RepoSnapshot(repo_id=self.repo_id, revision=asked, commit=info.sha, files=files,
                             card=card, gated=info.gated or False)
-
-    # --- mirrors that list names only ------------------------------------------------------
-
-    def complete(self, snap: RepoSnapshot, paths: Iterable[str], *, trust_size_only: bool = False) -> None:
-        """Give every file of ``paths`` its size and hash, as ``snapshot_download`` does where a
-        mirror or caching proxy lists names only: a HEAD of the file's resolve URL at the pinned
-        commit (``get_hf_file_metadata``: ``X-Linked-Size``/``Content-Length``,
-        ``X-Linked-Etag``/``ETag`` = the LFS sha256 or the git blob id, ``X-Repo-Commit``),
-        several at once. A file still without a hash is refused, unless ``trust_size_only``."""
-        todo = [p for p in dict.fromkeys(paths) if p in snap.files and not snap.files[p].described]
-        for path, remote in zip(todo, self._heads(snap, todo)):
-            if remote is None:
-                raise HubDownloadError(self.repo_id, f"{self.repo_id}@{snap.commit[:12]}/{path} is listed but "
-                                                     f"{self.endpoint} answers 404 for it")
-            if not remote.described:
-                if not trust_size_only or remote.size is None:
-                    raise HubUnverifiableError(self.repo_id, self.endpoint, path,
-                                               "size" if remote.size is None else "sha256 or git blob id")
-                remote = RemoteFile(path, remote.size, None, None, size_only=True)
-            snap.files[path] = remote
-
-    def find_unlisted(self, snap: RepoSnapshot, paths: Iterable[str], *, trust_size_only: bool = False) -> list[str]:
-        """The files of ``paths`` the listing left out that a HEAD finds at the pinned commit
-        (added to ``snap``): a mirror's listing can miss a shard that it serves."""
-        todo = [p for p in dict.fromkeys(paths) if p not in snap.files and listing_path_problem(p) is None]
-        found = []
-        for path, remote in zip(todo, self._heads(snap, todo)):
-            if remote is not None:
-                snap.files[path] = RemoteFile(path, remote.size, remote.sha256, remote.git_oid)
-                found.append(path)
-        self.complete(snap, found, trust_size_only=trust_size_only)
-        return found
-
-    def _heads(self, snap: RepoSnapshot, paths: list[str]) -> list[RemoteFile | None]:
-        if not paths:
-            return []
-        with ThreadPoolExecutor(max_workers=min(HEAD_WORKERS, len(paths))) as pool:
-            return list(pool.map(lambda p: self._head(snap.commit, p), paths))
-
-    def _head(self, commit: str, path: str) -> RemoteFile | None:
-        from huggingface_hub import get_hf_file_metadata
-        from huggingface_hub.errors import EntryNotFoundError
-
-        url = hf_hub_url(self.repo_id, path, revision=commit, endpoint=self.endpoint)
-        try:
-            meta = get_hf_file_metadata(url, token=self.token.value or False,
-                                        timeout=constants.HF_HUB_ETAG_TIMEOUT)
-        except EntryNotFoundError:
-            return None
-        except Exception as e:  # noqa: BLE001 - every failure becomes one HubError line
-            if getattr(getattr(e, "response", None), "status_code", 0) == 404:
-                return None
-            raise self.error(e, f"the metadata of {path}", revision=commit) from e
-        if meta.commit_hash and meta.commit_hash != commit:
-            raise HubDownloadError(self.repo_id, f"{self.endpoint} answered for {path} from commit "
-                                                 f"{meta.commit_hash[:12]}, not the pinned {commit[:12]}")
-        etag = (meta.etag or "").lower()
-        sha256 = etag if _SHA256.fullmatch(etag) else None
-        git_oid = etag if _GIT_OID.fullmatch(etag) else None
-        return RemoteFile(path, meta.size, sha256, git_oid)
 
     # --- the local Hugging Face cache ------------------------------------------------------
 

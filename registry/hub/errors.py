@@ -3,7 +3,7 @@ rejected tokens, network failures, unsafe listings and wrong bytes. Nothing was 
 
 from __future__ import annotations
 
-from store.errors import Hint, ModelStoreError
+from store.errors import Hint, ModelStoreError, Next, Text
 
 _TOKEN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
 
@@ -123,3 +123,16 @@ class HubInterruptedError(HubError):
         super().__init__(repo_id, f"interrupted; nothing was registered; {kept_text}: run the same command "
                                   "again to resume")
         self.kept = kept
+
+
+class HubUnverifiableError(HubError, ValueError):
+    """The endpoint gives no size or no hash for a file, neither in its listing nor in a HEAD:
+    its bytes could not be checked, so the file is not imported (unless sizes-only is accepted)."""
+
+    def __init__(self, repo_id: str, endpoint: str, path: str, missing: str):
+        hint = (Text("use an endpoint that serves file hashes (the Hub does), or accept a size-only check: ",
+                     Next("import-model", repo_id, "--trust-size-only")) if missing != "size" else
+                "use an endpoint that serves file metadata (the Hub does)")
+        super().__init__(repo_id, f"{endpoint} gives no {missing} for {repo_id}/{path} (in its listing or "
+                                  "a HEAD of the file), so its bytes cannot be verified", hint)
+        self.endpoint, self.path, self.missing = endpoint, path, missing

@@ -76,6 +76,7 @@ from registry.names import derive_name, validate_name
 from registry.report import NullReporter, Reporter, human_bytes
 from registry.check.loadcheck import LoadCheck, check_loads, start_worker
 from registry.workspace import Workspace
+from registry.hub import mirror
 from registry.hub.errors import HubGatedRepoError, HubInterruptedError
 from registry.hub.partial import kept_partials
 from registry.hub.transfer import SharedProgress, TransferSettings
@@ -139,7 +140,8 @@ def import_from_hub(
     # Everything up to ensure_store only reads (and fetches no weight byte).
     sel = select_files(list(snap.files), job.where)
     # A mirror may list names only: sizes and hashes then come from a HEAD of each file.
-    hub.complete(snap, [*sel.files, *sel.weights, *filter(None, [sel.index])], trust_size_only=trust_size_only)
+    mirror.complete(hub, snap, [*sel.files, *sel.weights, *filter(None, [sel.index])],
+                    trust_size_only=trust_size_only)
     config = read_config(job.fetch_config(ask_token), job.where)
     model_type = check_supported(config.get("model_type"), f" in {job.where}/{CONFIG_FILE}")
     same_source = lambda m: isinstance(m.origin, HubOrigin) and (  # noqa: E731
@@ -156,8 +158,8 @@ def import_from_hub(
     if sel.index:
         index = job.fetch_small(sel.index)
         # A shard the index names but the listing left out: a mirror's listing can miss one.
-        sel.weights = sorted([*sel.weights, *hub.find_unlisted(
-            snap, set(index_shards(index)) - set(sel.weights), trust_size_only=trust_size_only)])
+        sel.weights = sorted([*sel.weights, *mirror.find_unlisted(
+            hub, snap, set(index_shards(index)) - set(sel.weights), trust_size_only=trust_size_only)])
         weight_map = apply_index(sel, index, job.where)
     report_selection(reporter, sel)
     warn_no_tokenizer(reporter, sel, job.where)

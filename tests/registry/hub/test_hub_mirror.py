@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.hub.download import HubUnverifiableError
+from registry.hub.errors import HubUnverifiableError
 from registry.hub.importer import import_from_hub
 from tests.hub.fixtures import hub_cache_dir, hub_server  # noqa: F401  (fixtures)
 
