@@ -177,8 +177,10 @@ def import_from_hub(
     # One progress bar for every byte the transfers fetch (weights, big other files).
     bar_class = reporter.progress_bar()
     if bar_class is not None:
-        hub.progress = SharedProgress(bar_class, sum(
-            f.size or 0 for f in to_fetch if f.path in sel.weights or (f.size or 0) > IN_MEMORY_LIMIT))
+        barred = [f for f in to_fetch if f.path in sel.weights or (f.size or 0) > IN_MEMORY_LIMIT]
+        # The bar names what it counts: the file when there is one, else how many.
+        desc = barred[0].path if len(barred) == 1 else f"{len(barred)} files"
+        hub.progress = SharedProgress(bar_class, sum(f.size or 0 for f in barred), desc)
     try:
         manifest = job.convert(sel, weight_map, model_type, license_info)
         if hub.progress is not None:
