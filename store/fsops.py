@@ -4,9 +4,7 @@ Funnelling writes through one place gives three things:
 - durability is applied uniformly (fsync of files and of the directories that name them);
 - a full disk surfaces as one ``StoreIOError`` naming ENOSPC and the path;
 - the reliability suite can stop the process at the N-th mutating step (a crash), or fail
-  it with ENOSPC there, by setting ``MODELSTORE_FAULT`` (``kill@N``, ``enospc@N``, or
-  ``count`` to only log the steps) and ``MODELSTORE_FAULT_LOG`` (a file that receives one
-  line per step). Unset, the hook costs one global lookup per call.
+  it with ENOSPC there (``store.faults``: every operation here counts one step first).
 
 ``enospc@N`` fails the real operation the way the kernel does, inside it: a write (or a
 kernel copy) first puts part of its bytes into the file, then the plain
@@ -28,56 +26,13 @@ import errno
 import os
 import secrets
 import shutil
-import signal
 import stat
 from pathlib import Path
 
 from store.errors import StoreIOError, UnsafePathError
+from store.faults import no_space as _no_space, step as _step
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-
-
-class _FaultPlan:
-    def __init__(self, spec: str, log: str | None):
-        kind, _, at = spec.partition("@")
-        if kind not in ("kill", "enospc", "count"):
-            raise ValueError(f"MODELSTORE_FAULT={spec!r}: expected kill@N, enospc@N or count")
-        self.kind = kind
-        self.at = int(at) if at else 0
-        self.log = log
-        self.count = 0
-
-
-def _load_plan() -> _FaultPlan | None:
-    spec = os.environ.get("MODELSTORE_FAULT")
-    return _FaultPlan(spec, os.environ.get("MODELSTORE_FAULT_LOG")) if spec else None
-
-
-_plan = _load_plan()
-
-
-def _step(op: str, path: os.PathLike | str) -> bool:
-    """Count one mutating step; crash here if the fault plan says so. True: this step must
-    fail with ENOSPC (the caller raises ``_no_space`` inside its syscall's ``try``, after
-    writing part of the data where it writes)."""
-    plan = _plan
-    if plan is None:
-        return False
-    plan.count += 1
-    if plan.log:
-        with open(plan.log, "a", encoding="utf-8") as log:
-            log.write(f"{plan.count}\t{op}\t{path}\n")
-    if plan.count == plan.at:
-        if plan.kind == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        if plan.kind == "enospc":
-            return True
-    return False
-
-
-def _no_space(path: os.PathLike | str) -> OSError:
-    """The error the kernel raises on a full disk: a plain OSError, mapped by ``_wrap``."""
-    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def _wrap(path: os.PathLike | str, error: OSError) -> OSError:

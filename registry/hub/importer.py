@@ -13,8 +13,8 @@ Import, step by step (nothing is written to the store before step 5):
    (``registry.hub.stream``): its header is checked as soon as it arrives, each tensor's
    bytes go to a temp blob in ``.modelstore/tmp/``, and the blobs are published only once
    the whole file matched the Hub's sha256. A copy in the local HF cache that hashes right
-   is split from there instead; a shard some registered model already holds (same sha256)
-   is not downloaded again. Then the other files;
+   is split from there instead; a shard some registered model already holds (same
+   sha256: ``registry.hub.shards``) is not downloaded again. Then the other files;
 6. verify: blobs that were already stored are re-hashed (new ones are verified as they are
    written), and the model loads and gives finite logits (``registry.check.loadcheck``). The last
    weight file's blobs, verified, are published while the model loads from hard links to
@@ -79,9 +79,10 @@ from registry.workspace import Workspace
 from registry.hub import mirror
 from registry.hub.errors import HubGatedRepoError, HubInterruptedError
 from registry.hub.partial import kept_partials
+from registry.hub.shards import StoredShard, reuse_shard, stored_shards
 from registry.hub.transfer import SharedProgress, TransferSettings
-from store.errors import CorruptObjectError, ModelStoreError, SafetensorsError
-from store.manifest import FileEntry, HubOrigin, Manifest, TensorEntry
+from store.errors import CorruptObjectError, ModelStoreError
+from store.manifest import FileEntry, HubOrigin, Manifest
 from store.tensorstream import TensorStream
 
 # Weight files downloaded at once, as snapshot_download's default of files at once (the
@@ -214,7 +215,7 @@ class _HubImport:
         self.parts = ManifestParts()
         self.small: dict[str, bytes] = {}  # small files fetched early (config, index, LICENSE)
         self.reused: set[str] = set()  # digests found already stored: re-hashed by verify()
-        self.stored_shards: dict[str, dict[str, TensorEntry]] = {}
+        self.stored_shards: dict[str, StoredShard] = {}
         self.downloaded_bytes = 0
         # The last weight file streamed, verified but not yet published: its blobs are
         # published while the load check runs on them (``verify``).
@@ -265,11 +266,7 @@ class _HubImport:
 
     def plan(self, sel: FileSelection) -> list[RemoteFile]:
         """The files still to fetch: not the weight files whose every blob is already stored."""
-        self.stored_shards = {
-            sha256: (tensors, header) for sha256, (tensors, header) in _stored_shards(self.workspace).items()
-            if all(self.workspace.objects.size(t.digest) == t.blob_size(n) for n, t in tensors.items())
-            and (header is None or self.workspace.objects.size(header.digest) == header.size)
-        }
+        self.stored_shards = stored_shards(self.workspace)
         return [self.snap.files[p] for p in sel.weights + sel.files
                 if p not in self.small and self.snap.files[p].sha256 not in self.stored_shards]
 
@@ -369,22 +366,11 @@ class _HubImport:
             pass  # publish() removed its blobs: the next run fetches that file again
 
     def _reuse_shard(self, f: RemoteFile, seen: dict[str, str], weight_map: dict[str, str] | None) -> None:
-        tensors, header = self.stored_shards[f.sha256]  # type: ignore[index]
-        for name in tensors:
-            if name in seen:
-                raise SafetensorsError(f"{self.where}/{f.path}", f"tensor {name!r} is also in {seen[name]}")
-            seen[name] = f.path
-        check_index(weight_map, f.path, list(tensors), self.where)
-        origin = f.origin()
-        origin.tensors = list(tensors)
-        origin.header = header
-        self.parts.tensors.update(tensors)
-        self.parts.origin_files[f.path] = origin
-        for name, t in tensors.items():
-            self.parts.stats.count(t.blob_size(name), written=False)
-            self.reused.add(t.digest)
+        shard = self.stored_shards[f.sha256]  # type: ignore[index]
+        reuse_shard(self.parts, shard, f, seen, weight_map, self.where)
+        self.reused.update(t.digest for t in shard.tensors.values())
         self.from_store.append(f.path)
-        self.reporter.status("weights", f"{f.path}: {len(tensors)} tensors already in the store "
+        self.reporter.status("weights", f"{f.path}: {len(shard.tensors)} tensors already in the store "
                                         "(same sha256), not downloaded")
 
     def convert(self, sel: FileSelection, weight_map: dict[str, str] | None, model_type: str,
@@ -450,20 +436,3 @@ class _HubImport:
         for warning in check.warnings:
             self.reporter.warning(warning)
         return check
-
-
-def _stored_shards(workspace: Workspace) -> dict[str, tuple[dict[str, TensorEntry], FileEntry | None]]:
-    """Upstream sha256 -> (tensors, kept header), for every Hub weight file a registered model
-    was made from."""
-    shards: dict[str, tuple[dict[str, TensorEntry], FileEntry | None]] = {}
-    for entry in workspace.read_registry().models.values():
-        try:
-            manifest = workspace.manifest(entry.manifest)
-        except ModelStoreError:
-            continue  # validate-registry reports it; it just cannot donate blobs
-        if not isinstance(manifest.origin, HubOrigin):
-            continue
-        for origin in manifest.origin.files.values():
-            if origin.sha256 and origin.tensors and all(t in manifest.tensors for t in origin.tensors):
-                shards.setdefault(origin.sha256, ({t: manifest.tensors[t] for t in origin.tensors}, origin.header))
-    return shards

@@ -21,7 +21,7 @@ the losing side of every race is put in the state it was in, then run.
    delete without the lock took the old view at that instant.
 
 Where the losing side must act at one exact step, the test runs that step through the
-project's fault seam (``fsops._step``, which every mutating operation calls first).
+project's fault seam (``fsops._step``, ``store.faults.step`` as fsops calls it before every mutating operation).
 """
 
 from __future__ import annotations

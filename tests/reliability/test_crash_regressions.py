@@ -16,7 +16,7 @@ import pytest
 from registry.ops import delete_model
 from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
-from store import fsops
+from store import faults, fsops
 from registry.errors import RegistryError
 from store.errors import StoreFormatError, StoreIOError
 from store.layout import Layout
@@ -181,9 +181,9 @@ def test_hub_download_truncates_through_fsops(tmp_path, monkeypatch):
     remote = RemoteFile(path="model.safetensors", size=4, sha256="0" * 64, git_oid=None)
     sink = Sink("org/repo", remote, fd, path)
     sink.write(b"abcd")
-    monkeypatch.setattr(fsops, "_plan", fsops._FaultPlan("enospc@1", None))
+    monkeypatch.setattr(faults, "plan", faults.FaultPlan("enospc@1", None))
     with pytest.raises(StoreIOError) as raised:
         sink.truncate(2)  # was: os.ftruncate, invisible to the fault hook and the ENOSPC mapping
     assert raised.value.errno == errno.ENOSPC and str(path) in str(raised.value)
-    monkeypatch.setattr(fsops, "_plan", None)
+    monkeypatch.setattr(faults, "plan", None)
     assert sink.truncate(2) == 2 and path.read_bytes() == b"ab"

@@ -9,12 +9,12 @@ import os
 
 import pytest
 
-from store import fsops
+from store import faults, fsops
 from store.errors import StoreIOError
 
 
 def plan(monkeypatch, spec: str) -> None:
-    monkeypatch.setattr(fsops, "_plan", fsops._FaultPlan(spec, None))
+    monkeypatch.setattr(faults, "plan", faults.FaultPlan(spec, None))
 
 
 def test_a_write_is_cut_short_then_fails_as_the_kernel_does(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from store import fsops
+from store import faults, fsops
 from store.errors import UnsafePathError, UsageError
 from store.gc import parse_duration, plan_gc, sweep
 from store.layout import Layout
@@ -136,7 +136,7 @@ def test_every_removal_goes_through_fsops(store, tmp_path, monkeypatch):
     stale.write_bytes(b"t")
     age(stale, 2 * HOUR)
     log = tmp_path / "fault.log"
-    monkeypatch.setattr(fsops, "_plan", fsops._FaultPlan("count", str(log)))
+    monkeypatch.setattr(faults, "plan", faults.FaultPlan("count", str(log)))
     sweep(layout, plan_gc(layout, set(), HOUR))
     steps = [line.split("\t")[1:] for line in log.read_text().splitlines()]
     ops = {(op, os.path.basename(path)) for op, path in steps}

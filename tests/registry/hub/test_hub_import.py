@@ -32,6 +32,7 @@ from registry.hub.errors import (
     HubRevisionNotFoundError,
     HubUnsafePathError,
 )
+from store import faults
 from store.errors import PickleWeightsError, SafetensorsError, StoreIOError
 from store.manifest import HubOrigin
 from tests.hub.fixtures import hub_cache_dir, hub_server, set_hub_timeouts  # noqa: F401  (fixtures)
@@ -585,9 +586,7 @@ def tensor_digests(folder: Path, relpath: str, tmp_path: Path) -> dict[str, str]
 
 def counting_steps(monkeypatch, log: Path) -> None:
     """Log every mutating filesystem step of this process (MODELSTORE_FAULT=count)."""
-    from store import fsops
-
-    monkeypatch.setattr(fsops, "_plan", fsops._FaultPlan("count", str(log)))
+    monkeypatch.setattr(faults, "plan", faults.FaultPlan("count", str(log)))
 
 
 def temp_blobs_created(log: Path) -> int:
