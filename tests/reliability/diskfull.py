@@ -27,6 +27,7 @@ call it with sampled steps by default and every step in the slow tests.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import shutil
@@ -91,6 +92,7 @@ class Trial:
     path: str = ""
     after_commit: bool = False  # the step came after the registry replace
     shifted: bool = False  # this run's step was of another kind than the fault-free run's
+    seen: list[tuple[str, str]] = field(default_factory=list)  # a shifted run's steps before ``step``
     problems: list[str] = field(default_factory=list)
     kinds: set[str] = field(default_factory=set)
 
@@ -216,12 +218,14 @@ def run_trial(sweep: Sweep, step: int, trial_root: Path, meant: tuple[str, str] 
             # This run was a step or two shorter and finished (its manifest, whose bytes hold
             # a timestamp, found its fan-out folder made): run it again, as for a shift.
             trial.shifted = True
+            trial.seen = [step_kind(row, trial_root) for row in logged]
             return trial
         trial.fail("not reached", f"the command took fewer steps; exit {result.returncode}")
         return trial
     _, trial.op, trial.path = failed[0]
     if meant is not None and step_kind(failed[0], trial_root) != meant:
         trial.shifted = True
+        trial.seen = [step_kind(row, trial_root) for row in logged if row[0] <= step]
         return trial
     # From this run's own log: the steps can shift between runs (see run_enospc_steps).
     after_commit = 0 < sweep.commits <= len(registry_replaces(logged[:step - 1]))
@@ -261,6 +265,18 @@ def run_trial(sweep: Sweep, step: int, trial_root: Path, meant: tuple[str, str] 
     if outcome(trial_root) != sweep.expected:
         trial.fail("retry failed", f"left {outcome(trial_root)!r}, the fault-free run {sweep.expected!r}")
     return trial
+
+
+def realigned(counted: list[tuple[str, str]], seen: list[tuple[str, str]], k: int) -> int | None:
+    """Where the fault-free run's step ``k`` falls in a run that shifted (``seen``: its steps,
+    up to the one failed): the steps of the two runs are aligned, and ``k`` moves by the
+    offset of the last stretch that matched at or before it; None if nothing matched."""
+    matcher = difflib.SequenceMatcher(None, counted, seen, autojunk=False)
+    offset = None
+    for a, b, size in matcher.get_matching_blocks():
+        if size and a <= k - 1:
+            offset = b - a
+    return None if offset is None or k + offset < 1 else k + offset
 
 
 # A trial's broken promise -> the figure that counts it.
@@ -304,6 +320,7 @@ def run_enospc_steps(scenario: Scenario | str, steps: Steps = None,
         allowed = {problem_kind(p) for p in check(setup.root)} if scenario.damaged else set()
         sweep = Sweep(scenario, setup, scenario.outcome(counted), check, allowed, len(registry_replaces(logged)))
         chosen = pick_steps(logged, steps)
+        kinds = [step_kind(row, counted) for row in logged]
         figures: dict = {"scenario": scenario.name, "steps": len(logged), "injected": len(chosen),
                          "after_commit": 0, "clear_errors": 0, **dict.fromkeys(FIGURES.values(), 0),
                          "reruns": 0, "ops": [], "problems": []}
@@ -311,13 +328,16 @@ def run_enospc_steps(scenario: Scenario | str, steps: Steps = None,
             # A run's steps can shift by two from the fault-free run's (the manifest's digest
             # holds its creation time, and so may or may not need a new fan-out folder):
             # run again until step k is the step meant, judging the last run by its own log.
+            # The next run aims where the shifted one's own steps say step k went.
+            target = k
             for attempt in range(SHIFT_ATTEMPTS):
                 meant = step_kind(logged[k - 1], counted) if attempt < SHIFT_ATTEMPTS - 1 else None
-                trial = run_trial(sweep, k, workdir / f"k{k}-{attempt}", meant)
+                trial = run_trial(sweep, target, workdir / f"k{k}-{attempt}", meant)
                 if not trial.shifted:
                     break
                 figures["reruns"] += 1
                 shutil.rmtree(workdir / f"k{k}-{attempt}", ignore_errors=True)
+                target = realigned(kinds, trial.seen, k) or k
             figures["after_commit"] += trial.after_commit
             figures["ops"] = sorted(set(figures["ops"]) | {trial.op} - {""})
             if not trial.kinds & {"unclear error", "not reached"}:

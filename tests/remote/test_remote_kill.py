@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from registry.check.validate import validate
 from registry.remote.config import open_remote
-from store.remote.objects import object_key
 from tests.remote.helpers import ROOT, run_cli
 
 
@@ -35,29 +35,52 @@ def _ref_content_complete(ws, name) -> bool:
     return all(remote.store.holds(d, s) for d, s in manifest.expected_sizes().items())
 
 
-def _trials(make_store, remote_url, count):
-    a = make_store("a", {"tiny": 1}, remote=remote_url)
-    rng = random.Random(7)
-    for trial in range(count):
-        b = make_store(f"b{trial}", remote=remote_url)
-        name = f"t{trial}"
-        from registry.ops import register
-        entry = a.read_registry().models["tiny"]
-        register(a, name, entry.manifest, a.manifest(entry.manifest))
-        proc = _start(a.root, "push", name)
-        time.sleep(rng.uniform(0.2, 2.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+def _timed(root, *args) -> float:
+    start = time.monotonic()
+    run_cli(root, *args)
+    return time.monotonic() - start
+
+
+def _kill_within(root, window: float, rng: random.Random, *args) -> bool:
+    """Start the command, SIGKILL it at a random point of ``window`` seconds (how long the
+    whole command took when it ran to the end); True if it was still running then."""
+    proc = _start(root, *args)
+    time.sleep(rng.uniform(0.05, window))
+    running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return running
+
+
+def _trials(make_store, remote_url, count, workers=1):
+    """``count`` trials, each killing a push of a model the remote lacks, then a pull of it
+    into an empty store, at a random point of the time the command takes; then the command
+    runs again and completes. Trials run ``workers`` at a time (they mostly wait)."""
+    seeds = {f"m{trial}": 100 + trial for trial in range(count)}
+    a = make_store("a", {"first": 1, **seeds}, remote=remote_url)
+    # How long each command takes when nothing stops it: the window the kills fall in.
+    push_s = _timed(a.root, "push", "first")
+    pull_s = _timed(make_store("timing", remote=remote_url).root, "pull", "first")
+    stores = [make_store(f"b{trial}", remote=remote_url) for trial in range(count)]
+
+    def trial(number: int) -> tuple[bool, bool]:
+        rng = random.Random(7 + number)
+        name, b = f"m{number}", stores[number]
+        push_killed = _kill_within(a.root, push_s, rng, "push", name)
         assert _ref_content_complete(a, name)
         run_cli(a.root, "push", name)
         assert _ref_content_complete(a, name)
-        proc = _start(b.root, "pull", name)
-        time.sleep(rng.uniform(0.2, 2.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        pull_killed = _kill_within(b.root, pull_s, rng, "pull", name)
         assert validate(b, deep=False).ok
         run_cli(b.root, "pull", name)
         assert validate(b).ok
+        return push_killed, pull_killed
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        killed = list(pool.map(trial, range(count)))
+    # Most kills must land while the command runs, or the trials test nothing.
+    assert sum(p for p, _ in killed) >= count // 2, killed
+    assert sum(q for _, q in killed) >= count // 2, killed
 
 
 def test_killed_push_and_pull_resume(make_store, remote_url):
@@ -66,4 +89,4 @@ def test_killed_push_and_pull_resume(make_store, remote_url):
 
 @pytest.mark.slow
 def test_killed_push_and_pull_resume_many(make_store, remote_url):
-    _trials(make_store, remote_url, 50)
+    _trials(make_store, remote_url, 50, workers=4)
