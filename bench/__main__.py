@@ -18,6 +18,7 @@ BENCHMARKS = {
     "load": "loading from the store vs from_pretrained of the original folder (issue 5)",
     "checkpoint": "saving a 75%-frozen fine-tune's checkpoint vs saving every tensor (issue 6)",
     "export": "export-model of the 1 GB model vs cp -rL of its view (issue 22)",
+    "remote": "push / pull through a loopback S3 server vs obstore directly; fine-tune pull (issue 17)",
     "generate": "generate (verified load + 1 token) vs stock transformers on the view (issue 22)",
 }
 

@@ -27,6 +27,7 @@ from store.digest import is_digest
 from store.errors import ManifestError, ModelStoreError
 from store.manifest import Manifest, decode_manifest
 from store.remote.errors import RemoteCorruptError, RemoteError, RemoteObjectMissingError
+from store.remote.objects import largest_first
 
 JOBS = 4
 
@@ -117,7 +118,7 @@ def pull(workspace: Workspace, remote: Remote, name: str, *, on_conflict: Confli
     workspace.ensure_store()
     result = PullResult(name, remote.name, ref.manifest)
     sizes = sorted(version.expected_sizes().items())
-    missing = [(d, s) for d, s in sizes if not workspace.objects.holds(d, s)]
+    missing = largest_first([(d, s) for d, s in sizes if not workspace.objects.holds(d, s)])
     result.objects_present = len(sizes) - len(missing)
     if missing:
         reporter.status("pull", f"{len(missing)} objects ({human_bytes(sum(s for _, s in missing))}) to fetch "

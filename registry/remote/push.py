@@ -23,6 +23,7 @@ from registry.workspace import Workspace, get_entry
 from store.errors import ModelStoreError
 from store.manifest import Manifest, now_iso
 from store.remote.errors import RefExistsError, RefMovedError
+from store.remote.objects import largest_first
 
 JOBS = 4  # objects in flight at once
 
@@ -72,7 +73,7 @@ def push(workspace: Workspace, remote: Remote, name: str, *, all_versions: bool 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         items = sorted(sizes.items())
         present = list(pool.map(lambda item: store.holds(*item), items))
-        missing = [item for item, there in zip(items, present) if not there]
+        missing = largest_first([item for item, there in zip(items, present) if not there])
         result.objects_present = len(items) - len(missing)
         if missing:
             reporter.status("push", f"{len(missing)} objects ({human_bytes(sum(s for _, s in missing))}) "

@@ -7,8 +7,11 @@
   does not hash to its name fails the upload before it completes (the last chunk is only
   handed over once the whole digest matched), so a damaged local blob never reaches the remote.
 - ``download``: a remote object is streamed into a unique temp file in ``.modelstore/tmp/``
-  and hashed as it is written; only if the bytes hash to the name and have the size the
-  manifest says is it sealed and renamed into ``objects/`` (``store.objects.Batch``), so
+  and hashed as it is written, its writeback started after every chunk (so the fsync that
+  seals it finds little left to write: in one 5-round A/B on the 1 GB bench model, a pull
+  took 1.07x a plain download's time with it and 1.22x without); only if the bytes hash to
+  the name and have the size the manifest says is it sealed and renamed into ``objects/``
+  (``store.objects.Batch``), so
   nothing unverified ever enters the store and an interrupted download leaves only a temp file.
 """
 
@@ -39,6 +42,13 @@ def object_key(digest: str) -> str:
 
 def ref_key(name: str) -> str:
     return f"refs/{name}"
+
+
+def largest_first(items: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(digest, size) pairs, the biggest first (ties in digest order): a pool that takes them in
+    this order does not end on one big blob moving alone while its other workers idle (the
+    0.5B model's embedding is 27% of its bytes in one blob)."""
+    return sorted(items, key=lambda item: (-item[1], item[0]))
 
 
 class RemoteStore:
@@ -102,6 +112,7 @@ class RemoteStore:
                 def sink(chunk: memoryview | bytes) -> None:
                     hasher.update(chunk)
                     fsops.write_all(fd, chunk, tmp)
+                    fsops.start_writeback(fd)  # the disk works while the next part arrives
 
                 got = self.backend.download(key, sink, size)
                 if got != size:

@@ -5,8 +5,10 @@ Credentials and region come from the standard AWS environment variables (``AWS_A
 those are unset, from the profile ``AWS_PROFILE`` (else ``default``) of
 ``~/.aws/credentials``; they are held in memory and never written anywhere.
 
-Immutable objects go up with ``obstore.put`` in overwrite mode (a multipart upload in 8 MB
-parts for large blobs, completed atomically by the server); refs with
+Immutable objects go up with ``obstore.put`` in overwrite mode: a blob larger than one part
+(8 MiB, or ``MODELSTORE_S3_PART_SIZE`` bytes, at least S3's 5 MiB floor) as a multipart upload
+fed from an iterator of the file's chunks, completed atomically by the server, so memory
+holds a few parts, never the blob; downloads stream in part-sized chunks. Refs with
 ``obstore.put(mode="create")`` (``If-None-Match: *``) and ``obstore.put(mode={"e_tag": ...})``
 (``If-Match``), whose 412 answers obstore raises as ``AlreadyExistsError`` /
 ``PreconditionError``.
@@ -33,8 +35,21 @@ from store.remote.errors import (
     RemoteObjectMissingError,
 )
 
-PART_SIZE = 8 << 20
-PART_CONCURRENCY = 2  # parts in flight per blob: memory <= blobs in flight x 2 x 8 MB
+PART_SIZE = 8 << 20  # the default part size, and the multipart threshold
+MIN_PART_SIZE = 5 << 20  # S3 refuses smaller parts but the last (EntityTooSmall; SeaweedFS too)
+PART_CONCURRENCY = 2  # parts in flight per blob: memory <= blobs in flight x 2 parts
+PART_SIZE_ENV = "MODELSTORE_S3_PART_SIZE"
+
+
+def part_size_from_env() -> int:
+    """``MODELSTORE_S3_PART_SIZE`` (bytes) or the default: a knob for servers that want larger
+    parts (AWS allows 10,000 parts per object) and for tests that want small multipart blobs."""
+    raw = os.environ.get(PART_SIZE_ENV, "").strip()
+    if not raw:
+        return PART_SIZE
+    if not raw.isdigit() or int(raw) < MIN_PART_SIZE:
+        raise ValueError(f"{PART_SIZE_ENV}={raw!r} is not a byte count of at least {MIN_PART_SIZE} (5 MiB)")
+    return int(raw)
 
 
 def _profile_credentials() -> dict[str, str]:
@@ -60,8 +75,13 @@ def _message(e: Exception) -> str:
 
 
 class S3Backend(Backend):
-    def __init__(self, label: str, bucket: str, prefix: str, endpoint: str | None):
+    def __init__(self, label: str, bucket: str, prefix: str, endpoint: str | None,
+                 part_size: int | None = None):
         self.label = label
+        try:
+            self.part_size = part_size or part_size_from_env()
+        except ValueError as e:
+            raise RemoteIOError(label, "(configuration)", str(e)) from None
         endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         config: dict = dict(_profile_credentials())
         if endpoint:
@@ -111,7 +131,7 @@ class S3Backend(Backend):
             result = obstore.get(self.store, check_key(key))
             if result.meta["size"] > limit:
                 raise RemoteCorruptError(self.label, key, f"it is larger than {limit} bytes")
-            for chunk in result.stream(min_chunk_size=PART_SIZE):
+            for chunk in result.stream(min_chunk_size=self.part_size):
                 total += len(chunk)
                 if total > limit:
                     raise RemoteCorruptError(self.label, key, f"it is larger than {limit} bytes")
@@ -125,10 +145,10 @@ class S3Backend(Backend):
     def put(self, key: str, chunks: Iterable[bytes | memoryview], size: int) -> None:
         check_key(key)
         try:
-            if size <= PART_SIZE:
+            if size <= self.part_size:  # one part at most: one PutObject
                 obstore.put(self.store, key, b"".join(bytes(c) for c in chunks), use_multipart=False)
             else:
-                obstore.put(self.store, key, iter(chunks), use_multipart=True, chunk_size=PART_SIZE,
+                obstore.put(self.store, key, iter(chunks), use_multipart=True, chunk_size=self.part_size,
                             max_concurrency=PART_CONCURRENCY)
         except (BaseError, OSError) as e:
             raise self._io(key, e) from None

