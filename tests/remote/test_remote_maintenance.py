@@ -12,7 +12,6 @@ from registry.remote.config import open_remote
 from registry.remote.errors import RemoteLockedError
 from registry.remote.gc import LOCK_KEY, Lock, remote_gc
 from registry.remote.push import push
-from registry.repair.fix import repair
 from store.codec import encode_canonical
 from store.remote.objects import object_key
 from tests.remote.helpers import run_cli
