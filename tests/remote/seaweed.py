@@ -31,6 +31,14 @@ class Server(NamedTuple):
     endpoint: str  # http://127.0.0.1:PORT
     bucket: str
     pid: int  # the weed process (the benchmark reads its CPU time)
+    ports: dict[str, int]  # what a restart on the same data passes back to ``weed_mini``
+
+    def kill(self) -> None:
+        """Stop the server at once (SIGKILL), as a crash or a pulled cable would."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class WeedMissingError(RuntimeError):
@@ -75,22 +83,26 @@ def client(endpoint: str, bucket: str = BUCKET, **options):
 
 
 @contextmanager
-def weed_mini(data: Path) -> Iterator[Server]:
-    """Run ``weed mini`` with its data in ``data``; yield its ``Server``; stop it."""
+def weed_mini(data: Path, ports: dict[str, int] | None = None) -> Iterator[Server]:
+    """Run ``weed mini`` with its data in ``data``; yield its ``Server``; stop it.
+
+    ``ports``: those of an earlier server on the same data (``Server.ports``), to start it
+    again where its clients expect it; free ones otherwise."""
     import obstore
 
     data.mkdir(parents=True, exist_ok=True)
-    taken: set[int] = set()
-    ports = {k: _free_port(taken) for k in ("master", "volume", "filer", "s3", "admin")}
-    grpc = {k: _free_port(taken) for k in ("master", "volume", "filer", "s3")}
+    if ports is None:
+        taken: set[int] = set()
+        ports = {k: _free_port(taken) for k in ("master", "volume", "filer", "s3", "admin")}
+        ports |= {f"{k}.grpc": _free_port(taken) for k in ("master", "volume", "filer", "s3")}
     cmd = [weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
            f"-bucket={BUCKET}", f"-admin.port={ports['admin']}"]
     for k in ("master", "volume", "filer", "s3"):
-        cmd += [f"-{k}.port={ports[k]}", f"-{k}.port.grpc={grpc[k]}"]
+        cmd += [f"-{k}.port={ports[k]}", f"-{k}.port.grpc={ports[k + '.grpc']}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    log = open(data / "weed.log", "wb")
+    log = open(data / "weed.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data,
                             start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
@@ -106,12 +118,14 @@ def weed_mini(data: Path) -> Iterator[Server]:
                     raise RuntimeError("weed mini did not come up:\n"
                                        + (data / "weed.log").read_text(errors="replace")[-3000:]) from None
                 time.sleep(0.3)
-        yield Server(endpoint, BUCKET, proc.pid)
+        yield Server(endpoint, BUCKET, proc.pid, dict(ports))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(15)
+        except ProcessLookupError:
+            proc.wait()
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            Server(endpoint, BUCKET, proc.pid, ports).kill()
             proc.wait()
         log.close()
