@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: venv demo test test-fast bench reliability reliability-readme clean
+.PHONY: venv demo test test-fast bench compat reliability reliability-readme clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Real consumers (vLLM CPU, optimum+onnxruntime, accelerate, torch DCP, llama.cpp's converter)
+# read a view and its source, each in its own pinned venv under compat/out/venvs/ (several GB,
+# downloaded on the first run): not part of `make test` or CI. See compat/harness.py.
+compat: $(STAMP)
+	$(PY) -m compat
 
 reliability: $(STAMP)
 	$(PY) -m tests.reliability.report
