@@ -25,11 +25,11 @@ otherwise redirect a write, rename or delete to wherever it points.
 from __future__ import annotations
 
 import errno
+import functools
 import os
-import secrets
-import shutil
 import signal
 import stat
+import threading
 from pathlib import Path
 
 from store.errors import StoreIOError, UnsafePathError
@@ -46,6 +46,7 @@ class _FaultPlan:
         self.at = int(at) if at else 0
         self.log = log
         self.count = 0
+        self.lock = threading.Lock()  # steps may come from worker threads (parallel fsyncs)
 
 
 def _load_plan() -> _FaultPlan | None:
@@ -63,11 +64,13 @@ def _step(op: str, path: os.PathLike | str) -> bool:
     plan = _plan
     if plan is None:
         return False
-    plan.count += 1
-    if plan.log:
-        with open(plan.log, "a", encoding="utf-8") as log:
-            log.write(f"{plan.count}\t{op}\t{path}\n")
-    if plan.count == plan.at:
+    with plan.lock:
+        plan.count += 1
+        count = plan.count
+        if plan.log:
+            with open(plan.log, "a", encoding="utf-8") as log:
+                log.write(f"{count}\t{op}\t{path}\n")
+    if count == plan.at:
         if plan.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if plan.kind == "enospc":
@@ -120,7 +123,7 @@ def mkdirs(path: Path) -> None:
 def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:
     """Create a new file no other writer can have: ``prefix-PID-RANDOM.tmp``, mode 0600."""
     mkdirs(directory)
-    path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+    path = directory / f"{prefix}-{os.getpid()}-{_token()}{suffix}"
     fail = _step("create", path)
     try:
         if fail:
@@ -131,9 +134,16 @@ def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int
     return fd, path
 
 
+def _token() -> str:
+    """16 random hex digits for a temp name (``secrets.token_hex(8)``, without importing
+    ``secrets``, whose hmac/hashlib/random imports cost a short command 5 ms)."""
+    return os.urandom(8).hex()
+
+
 def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Create ``path`` (new) holding ``data``, without fsync: for files inside a temp folder
-    that is thrown away after use (a crash leaves it to gc), never for anything published."""
+    """Create ``path`` (new) holding ``data``, without fsync: for files inside a temp folder,
+    thrown away after use (a crash leaves it to gc) or fsync'd by the caller before it is
+    published (a view's generated files, with ``fsync_paths``)."""
     _require_real_parent(path)
     fail = _step("create", path)
     try:
@@ -150,7 +160,7 @@ def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def make_temp_dir(directory: Path, prefix: str) -> Path:
     mkdirs(directory)
-    path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    path = directory / f"{prefix}-{os.getpid()}-{_token()}.tmp"
     fail = _step("mkdir", path)
     try:
         if fail:
@@ -226,7 +236,13 @@ def _copy_by_read(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
     return len(chunk)
 
 
-def _libc_sync_file_range():
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _sync_file_range():
+    """libc's sync_file_range, or None; looked up on first use (ctypes costs a command that
+    writes nothing 2 ms to import)."""
     import ctypes
 
     try:
@@ -237,18 +253,15 @@ def _libc_sync_file_range():
     return function
 
 
-_sync_file_range = _libc_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
 def start_writeback(fd: int) -> None:
     """Ask the kernel to start writing ``fd``'s dirty pages now, without waiting.
 
     Not a durability step (the fsync that follows is): it lets the disk work while the next
     file is being written, so the later fsync finds little left to do.
     """
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    function = _sync_file_range()
+    if function is not None:
+        function(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync(fd: int, path: Path) -> None:
@@ -274,6 +287,51 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
     except OSError as e:
         raise _wrap(path, e) from e
+
+
+def fsync_files(files: list[tuple[int, Path]]) -> None:
+    """``fsync`` every open file of ``files`` ((fd, path) pairs), several at once."""
+    _all_at_once(lambda item: fsync(*item), files)
+
+
+def fsync_paths(paths: list[Path]) -> None:
+    """fsync every file or folder of ``paths`` (a folder: its entries' creations, renames
+    and removals), several at once."""
+    _all_at_once(_fsync_path, paths)
+
+
+def _fsync_path(path: Path) -> None:
+    fail = _step("fsync", path)
+    try:
+        if fail:
+            raise _no_space(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
+_FSYNC_THREADS = 8
+
+
+def _all_at_once(fsync_one, items: list) -> None:
+    """``fsync_one(item)`` for every item, from a few threads at once: each fsync ends in a
+    flush of the disk's cache, and flushes issued together are merged by the block layer,
+    where one after another each waits for its own (a 1 GB import: 295 blobs in up to 256
+    fan-out folders, 0.4 s of fsyncs in a row; a view: 2 files and its folder). Every one has
+    completed when this returns; an error from any of them is raised once all have finished."""
+    if len(items) < 2:
+        for item in items:
+            fsync_one(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(items), _FSYNC_THREADS), thread_name_prefix="modelstore-fsync") as pool:
+        for done in [pool.submit(fsync_one, item) for item in items]:
+            done.result()
 
 
 def rename(src: Path, dst: Path) -> None:
@@ -372,6 +430,8 @@ def rmtree(path: Path) -> None:
             os.unlink(path)
             return
         # Read-only directories would stop the walk; our own trees are writable by the owner.
+        import shutil
+
         shutil.rmtree(path, onerror=_unless_missing)
     except FileNotFoundError:
         return
@@ -408,6 +468,30 @@ def touch(path: Path) -> None:
         os.utime(path, follow_symlinks=False)
     except OSError as e:
         raise _wrap(path, e) from e
+
+
+def touch_all(paths: list[Path]) -> list[Path]:
+    """``touch`` each of ``paths``, checking each folder that holds them once, not once per
+    file (a re-import refreshes 295 blobs in a few folders' worth of checks); returns the
+    paths that were missing. A file of another user's is left as it is."""
+    checked: set[Path] = set()
+    missing = []
+    for path in paths:
+        if path.parent not in checked:
+            require_real_dir(path.parent)
+            checked.add(path.parent)
+        fail = _step("utime", path)
+        try:
+            if fail:
+                raise _no_space(path)
+            os.utime(path, follow_symlinks=False)
+        except FileNotFoundError:
+            missing.append(path)
+        except PermissionError:  # a store shared with other users: their objects stay as they are
+            pass
+        except OSError as e:
+            raise _wrap(path, e) from e
+    return missing
 
 
 def open_lock_file(path: Path) -> int:
