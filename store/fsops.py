@@ -327,11 +327,30 @@ def _all_at_once(fsync_one, items: list) -> None:
         for item in items:
             fsync_one(item)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    # Plain threads, not concurrent.futures: its import (with logging) would cost a short
+    # command (a re-import: 3 fsyncs at once) more than the threads save.
+    queue = list(reversed(items))
+    errors: list[BaseException] = []
 
-    with ThreadPoolExecutor(min(len(items), _FSYNC_THREADS), thread_name_prefix="modelstore-fsync") as pool:
-        for done in [pool.submit(fsync_one, item) for item in items]:
-            done.result()
+    def work() -> None:
+        while True:
+            try:
+                item = queue.pop()
+            except IndexError:
+                return
+            try:
+                fsync_one(item)
+            except BaseException as e:  # re-raised below, once every fsync has finished
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, name="modelstore-fsync", daemon=True)
+               for _ in range(min(len(items), _FSYNC_THREADS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def rename(src: Path, dst: Path) -> None:

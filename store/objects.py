@@ -263,7 +263,7 @@ class Batch:
         map of a file someone else may change), so the file need not be read back and hashed
         again before it is published. ``writeback=False``: the caller started it already."""
         size = os.fstat(fd).st_size
-        if writeback:
+        if writeback and size >= _WRITEBACK_FROM:
             fsops.start_writeback(fd)
         self.pending.append((fd, tmp, digest, source))
         if hashed_as_written:
@@ -325,6 +325,12 @@ class Batch:
         dirs = [*fans, self.store.layout.objects] if any(fans.values()) else list(fans)
         fsops.fsync_paths(dirs)
         self.made_early -= set(fans)
+
+
+# Below this size starting a file's writeback early gains nothing (its fsync follows soon),
+# and a command that writes only small objects (a re-import's manifest) skips loading libc's
+# sync_file_range through ctypes.
+_WRITEBACK_FROM = 1 << 20
 
 
 def _max_files(wanted: int) -> int:
