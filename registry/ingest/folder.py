@@ -359,6 +359,13 @@ def _local_license(source: Path, sel: FileSelection) -> str | None:
     return None
 
 
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``path``'s filesystem: what
+    ``shutil.disk_usage`` reads, without importing shutil (and bz2, lzma) for it."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | None = None) -> None:
     """Refuse up front when the store's filesystem cannot hold ``needed`` more bytes.
 
@@ -369,8 +376,7 @@ def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | No
     probe = workspace.root
     while not probe.exists():
         probe = probe.parent
-    st = os.statvfs(probe)  # what shutil.disk_usage reads, without importing shutil (bz2, lzma)
-    free = st.f_bavail * st.f_frsize
+    free = free_bytes(probe)
     if needed > free and sources:
         needed = sum(workspace.objects.missing_bytes(path) for path in sources)
     if needed > free:
