@@ -156,11 +156,12 @@ class ObjectStore:
         is not the blob expected."""
         try:
             digest = copied.digest.result()
-        except BaseException:
+            expect = wanted.get(copied.spec.name) if wanted else None
+            unwanted = (expect is not None and digest != expect) or self._have(digest, copied.size)
+        except BaseException:  # its hash failed, or the mtime refresh of the stored twin did
             copied.discard()
             raise
-        expect = wanted.get(copied.spec.name) if wanted else None
-        if (expect is not None and digest != expect) or self._have(digest, copied.size):
+        if unwanted:
             copied.discard()
             return PutResult(digest, copied.size, written=False)
         return batch.add(copied.fd, copied.tmp, digest, source, hashed_as_written=True, writeback=False)
