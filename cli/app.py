@@ -16,7 +16,7 @@ import click
 
 from cli import errors
 from cli.version import __version__
-from registry.report import Reporter
+from registry.report import NoProgress, Reporter
 from store.errors import Hint, ModelStoreError
 
 
@@ -49,11 +49,14 @@ class CliReporter(Reporter):
     def progress(self, desc: str, total: int, unit: str = "B"):
         """The same bar for local work (import, re-hash, gc), drawn as huggingface_hub draws its
         own: only on a terminal (tqdm's ``disable=None``), unless HF_HUB_DISABLE_PROGRESS_BARS=1;
-        TQDM_POSITION=-1 forces it."""
+        TQDM_POSITION=-1 forces it. Off a terminal, huggingface_hub (and with it tqdm and
+        asyncio, 30 ms) is not even imported: a re-import's whole work costs less."""
+        forced = os.environ.get("TQDM_POSITION") == "-1"
+        if not forced and not sys.stderr.isatty():
+            return NoProgress()
         bar = self.progress_bar()
         if bar is None:
             return super().progress(desc, total, unit)
-        forced = os.environ.get("TQDM_POSITION") == "-1"
         return bar(total=total, desc=f"  {desc}", unit=unit, unit_scale=unit == "B", leave=False,
                    file=sys.stderr, dynamic_ncols=True, disable=False if forced else None)
 

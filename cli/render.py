@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry.checkpoints import Checkpoint
-from registry.ingest.folder import ImportResult
-from registry.info import ModelInfo
-from registry.lineage import LineageNode
-from registry.registry_file import RegistryEntry
+from typing import TYPE_CHECKING
+
 from cli.errors import say
 from registry.report import human_bytes, plural
-from registry.space.du import StoreUsage
 from store.manifest import HubOrigin
+
+if TYPE_CHECKING:  # types only: a command imports what it runs, and only that (re-import: no du, no info)
+    from registry.checkpoints import Checkpoint
+    from registry.info import ModelInfo
+    from registry.ingest.folder import ImportResult
+    from registry.lineage import LineageNode
+    from registry.registry_file import RegistryEntry
+    from registry.space.du import StoreUsage
 
 def models_table(entries: list[RegistryEntry], now: float | None = None) -> str:
     """Name, id (only where it differs from the name; the column only when one does),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from pathlib import Path
 
 PREFIXES = (".view-", ".old-", ".deleted-")
@@ -39,7 +38,7 @@ def set_aside(view: Path) -> Path:
 
 def doomed(models_dir: Path, name: str) -> Path:
     """Where ``name``'s view is renamed before it is removed."""
-    return models_dir / f".deleted-{name}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    return models_dir / f".deleted-{name}-{os.getpid()}-{os.urandom(8).hex()}.tmp"
 
 
 def is_debris(entry: str) -> bool:

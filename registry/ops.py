@@ -24,11 +24,8 @@ from typing import Any, Literal
 import msgspec
 
 from registry import debris
-from registry.lineage import children_of
 from registry.names import validate_name
-from registry.check.registry_check import lost_registry
 from registry.registry_file import RegistryDoc, RegistryEntry, previous_path, read_registry
-from registry.check.view_check import leftover_view
 from registry.views import (
     METADATA_FILENAME,
     build_view,
@@ -141,6 +138,8 @@ def register(
     validate_name(name)
     with workspace.locked(on_wait):
         if not workspace.registry_path.exists():
+            from registry.check.registry_check import lost_registry  # (checks: imported when needed)
+
             if lost_registry(workspace):
                 raise RegistryError(workspace.registry_path, "it is missing, but models/ still holds views",
                                     Text("run `", FIX, "` to recover it first"))
@@ -323,6 +322,8 @@ def delete_model(
         if finished is not None:
             return finished
         entry = get_entry(workspace, name)
+        from registry.lineage import children_of
+
         children = children_of(workspace, name)
         if confirm is not None and not confirm(entry, children):
             raise Aborted(f"model {name!r} was not deleted")
@@ -348,6 +349,8 @@ def _finish_committed_delete(workspace: Workspace, name: str, delete_files: bool
         return None
     remains = [workspace.models_dir / e.name for e in os.scandir(workspace.models_dir)
                if debris.is_deleted_view(e.name, name)]
+    from registry.check.view_check import leftover_view
+
     if leftover_view(workspace, name):
         remains.append(workspace.view_path(name))
     try:

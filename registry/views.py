@@ -213,9 +213,9 @@ def view_in_place(workspace: Workspace, entry: RegistryEntry, manifest: Manifest
                 fsops.mkdirs(link.parent)
                 folders.add(link.parent)
             fsops.symlink(spec.link_target(workspace, name, relpath), link)
-        for relpath, data in spec.generated.items():
-            fsops.rename(fsops.write_temp(staging, relpath, data), staging / relpath)
-        fsops.fsync_dir(staging)
+        for relpath, data in spec.generated.items():  # the staging folder is ours: no temp names
+            fsops.write_scratch(staging / relpath, data)
+        fsops.fsync_paths([*(staging / relpath for relpath in spec.generated), staging])
         placed, old = _swap_into_place(staging, final, replace)
     except BaseException:
         fsops.rmtree(staging)

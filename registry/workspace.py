@@ -7,7 +7,6 @@ the first command that writes.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,5 +93,7 @@ def get_entry(workspace: Workspace, name: str) -> RegistryEntry:
     models = workspace.read_registry().models
     entry = models.get(name)
     if entry is None:
+        import difflib
+
         raise ModelNotFoundError(name, difflib.get_close_matches(name, list(models), n=2))
     return entry

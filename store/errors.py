@@ -207,6 +207,16 @@ class StoreIOError(ModelStoreError, OSError):
                             committed=True)
 
 
+
+def disk_full_error(path: Path | str, error: OSError) -> OSError:
+    """A full disk (ENOSPC, EDQUOT) becomes one ``StoreIOError`` naming it and the path;
+    any other error is returned as it is."""
+    import errno as _errno
+
+    if error.errno in (_errno.ENOSPC, _errno.EDQUOT) and not isinstance(error, StoreIOError):
+        return StoreIOError(path, error)
+    return error
+
 class UnsafePathError(ModelStoreError, OSError):
     """A folder modelstore writes into is a symlink (or not a folder): never written through."""
 

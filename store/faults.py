@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 
 
 class FaultPlan:
@@ -26,6 +27,7 @@ class FaultPlan:
         self.at = int(at) if at else 0
         self.log = log
         self.count = 0
+        self.lock = threading.Lock()  # steps may come from worker threads (parallel fsyncs)
 
 
 def _load_plan() -> FaultPlan | None:
@@ -43,11 +45,13 @@ def step(op: str, path: os.PathLike | str) -> bool:
     current = plan
     if current is None:
         return False
-    current.count += 1
-    if current.log:
-        with open(current.log, "a", encoding="utf-8") as log:
-            log.write(f"{current.count}\t{op}\t{path}\n")
-    if current.count == current.at:
+    with current.lock:
+        current.count += 1
+        count = current.count
+        if current.log:
+            with open(current.log, "a", encoding="utf-8") as log:
+                log.write(f"{count}\t{op}\t{path}\n")
+    if count == current.at:
         if current.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if current.kind == "enospc":

@@ -1,7 +1,9 @@
 """Every mutating filesystem operation of modelstore goes through this module.
 
 Funnelling writes through one place gives three things:
-- durability is applied uniformly (fsync of files and of the directories that name them);
+- durability is applied uniformly (fsync of files and of the directories that name them,
+  several at once, and early writeback: ``store.durable``, whose names this module
+  re-exports);
 - a full disk surfaces as one ``StoreIOError`` naming ENOSPC and the path;
 - the reliability suite can stop the process at the N-th mutating step (a crash), or fail
   it with ENOSPC there (``store.faults``: every operation here counts one step first).
@@ -24,22 +26,13 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
-import shutil
 import stat
 from pathlib import Path
 
-from store.errors import StoreIOError, UnsafePathError
+# Re-exported: callers sync through fsops like every other operation.
+from store.durable import fsync, fsync_dir, fsync_files, fsync_paths, start_writeback  # noqa: F401
+from store.errors import UnsafePathError, disk_full_error as _wrap
 from store.faults import no_space as _no_space, step as _step
-
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-
-
-def _wrap(path: os.PathLike | str, error: OSError) -> OSError:
-    """Disk-full errors become one StoreIOError naming ENOSPC and the path."""
-    if error.errno in _DISK_FULL and not isinstance(error, StoreIOError):
-        return StoreIOError(path, error)
-    return error
 
 
 def require_real_dir(path: Path) -> None:
@@ -75,7 +68,7 @@ def mkdirs(path: Path) -> None:
 def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:
     """Create a new file no other writer can have: ``prefix-PID-RANDOM.tmp``, mode 0600."""
     mkdirs(directory)
-    path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+    path = directory / f"{prefix}-{os.getpid()}-{_token()}{suffix}"
     fail = _step("create", path)
     try:
         if fail:
@@ -86,9 +79,16 @@ def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int
     return fd, path
 
 
+def _token() -> str:
+    """16 random hex digits for a temp name (``secrets.token_hex(8)``, without importing
+    ``secrets``, whose hmac/hashlib/random imports cost a short command 5 ms)."""
+    return os.urandom(8).hex()
+
+
 def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Create ``path`` (new) holding ``data``, without fsync: for files inside a temp folder
-    that is thrown away after use (a crash leaves it to gc), never for anything published."""
+    """Create ``path`` (new) holding ``data``, without fsync: for files inside a temp folder,
+    thrown away after use (a crash leaves it to gc) or fsync'd by the caller before it is
+    published (a view's generated files, with ``fsync_paths``)."""
     _require_real_parent(path)
     fail = _step("create", path)
     try:
@@ -105,7 +105,7 @@ def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def make_temp_dir(directory: Path, prefix: str) -> Path:
     mkdirs(directory)
-    path = directory / f"{prefix}-{os.getpid()}-{secrets.token_hex(8)}.tmp"
+    path = directory / f"{prefix}-{os.getpid()}-{_token()}.tmp"
     fail = _step("mkdir", path)
     try:
         if fail:
@@ -179,56 +179,6 @@ def _copy_by_read(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
     while view:
         view = view[os.write(dst_fd, view):]
     return len(chunk)
-
-
-def _libc_sync_file_range():
-    import ctypes
-
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    return function
-
-
-_sync_file_range = _libc_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing ``fd``'s dirty pages now, without waiting.
-
-    Not a durability step (the fsync that follows is): it lets the disk work while the next
-    file is being written, so the later fsync finds little left to do.
-    """
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
-def fsync(fd: int, path: Path) -> None:
-    fail = _step("fsync", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        os.fsync(fd)
-    except OSError as e:
-        raise _wrap(path, e) from e
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fail = _step("fsync", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise _wrap(path, e) from e
 
 
 def rename(src: Path, dst: Path) -> None:
@@ -327,6 +277,8 @@ def rmtree(path: Path) -> None:
             os.unlink(path)
             return
         # Read-only directories would stop the walk; our own trees are writable by the owner.
+        import shutil
+
         shutil.rmtree(path, onerror=_unless_missing)
     except FileNotFoundError:
         return
@@ -363,6 +315,30 @@ def touch(path: Path) -> None:
         os.utime(path, follow_symlinks=False)
     except OSError as e:
         raise _wrap(path, e) from e
+
+
+def touch_all(paths: list[Path]) -> list[Path]:
+    """``touch`` each of ``paths``, checking each folder that holds them once, not once per
+    file (a re-import refreshes 295 blobs in a few folders' worth of checks); returns the
+    paths that were missing. A file of another user's is left as it is."""
+    checked: set[Path] = set()
+    missing = []
+    for path in paths:
+        if path.parent not in checked:
+            require_real_dir(path.parent)
+            checked.add(path.parent)
+        fail = _step("utime", path)
+        try:
+            if fail:
+                raise _no_space(path)
+            os.utime(path, follow_symlinks=False)
+        except FileNotFoundError:
+            missing.append(path)
+        except PermissionError:  # a store shared with other users: their objects stay as they are
+            pass
+        except OSError as e:
+            raise _wrap(path, e) from e
+    return missing
 
 
 def open_lock_file(path: Path) -> int:

@@ -2,13 +2,13 @@
 
 Every write goes: unique temp file in ``.modelstore/tmp/`` -> bytes -> fsync -> re-hash the
 temp file (the name is always the digest of what is on disk, even if the source changed
-under us) -> mode 0444 -> rename to ``objects/ab/cdef...`` -> fsync the directory. Tensors
-split from a file skip the re-hash: they are read into private memory, hashed there and
-written from there, so what is written is what was hashed (and a tensor too big to be read
-whole is hashed again as it is written, and refused if the source changed). Putting
-an object that already exists with the right size writes nothing; it only refreshes the
-object's mtime so that a concurrent ``gc`` (which spares young objects) cannot collect a
-blob an import is about to reference.
+under us) -> mode 0444 -> rename to ``objects/ab/cdef...`` -> fsync the directory. Writers
+that already hashed what they wrote skip the re-hash: tensors split from a local file are
+hashed from the temp file itself once written (``store.tensorsplit``), tensors from memory
+or a download are hashed in the memory they are written from. Putting an object that
+already exists with the right size writes nothing; it only refreshes the object's mtime so
+that a concurrent ``gc`` (which spares young objects) cannot collect a blob an import is
+about to reference.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store import fsops
-from store.digest import Hasher, digest_bytes, digest_fd
+from store.digest import digest_bytes, digest_fd
 from store.errors import REMOVED_IN_FLIGHT_HINT, CorruptObjectError, ObjectMissingError, SourceChangedError
 from store.layout import OBJECT_MODE, Layout
 from store.tensorfile import TensorSpec, canonical_header, read_header
+from store.tensorsplit import Copied, copy_tensor, hashed_copies
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,11 @@ class ObjectStore:
     def put_tensors(self, source: Path, wanted: dict[str, str] | None = None,
                     on_bytes: Callable[[int], None] | None = None) -> list[StoredTensor]:
         """Split a safetensors file into canonical one-tensor blobs, at the byte level: the one
-        re-split of the project (import, restore from a local folder or a Hub download).
+        re-split of the project (import, restore from a local folder or a Hub download); how,
+        and why each blob's name is the digest of its bytes, is ``store.tensorsplit``'s.
 
-        ``wanted``: only these tensors (name -> the digest a manifest expects), each written
-        only if it hashes to that digest (a source that changed writes nothing; its
+        ``wanted``: only these tensors (name -> the digest a manifest expects), each stored
+        only if it hashes to that digest (a source that changed stores nothing; its
         ``StoredTensor`` then carries the digest it has, for the caller to report).
         ``on_bytes(n)`` is told each tensor's size once it is stored (a progress bar)."""
         with open(source, "rb") as f:
@@ -140,48 +142,35 @@ class ObjectStore:
             size = os.fstat(src).st_size
             header = read_header(source, size, fd=src)
             specs = [s for s in header.tensors if wanted is None or s.name in wanted]
-            largest = max((spec.nbytes for spec in specs), default=0)
-            buffer = memoryview(bytearray(min(largest, _COPY_BUFFER)))
             stored = []
-            with Batch(self) as batch:
-                for spec in specs:
-                    stored.append(StoredTensor(spec, self._put_tensor(src, buffer, spec, source, batch,
-                                                                      wanted.get(spec.name) if wanted else None)))
+            with Batch(self) as batch, \
+                    hashed_copies(self, batch, src, size > header.data_start, specs, source) as copies:
+                for copied in copies:
+                    stored.append(StoredTensor(copied.spec, self._publish(batch, copied, source, wanted)))
                     if on_bytes is not None:
-                        on_bytes(spec.nbytes)
+                        on_bytes(copied.spec.nbytes)
             return stored
 
-    def _put_tensor(self, src: int, buffer: memoryview, spec: TensorSpec, source: Path,
-                    batch: Batch, expect: str | None = None) -> PutResult:
-        """One tensor, read into ``buffer`` (private memory, so the bytes written are exactly
-        the bytes hashed, whatever happens to the source meanwhile): hashed, and written if
-        the store lacks it. A tensor bigger than the buffer is hashed once in chunks, then
-        read, hashed and written again, and refused if the source changed in between."""
-        head = canonical_header(spec.name, spec.dtype, spec.shape, spec.nbytes)
-        size = len(head) + spec.nbytes
-        whole = spec.nbytes <= len(buffer)
-        if whole:
-            data = buffer[:spec.nbytes]
-            _read_at(src, data, spec.start, source)
-            digest = digest_bytes(head, data)
-        else:
-            digest = _copy_chunks(src, buffer, spec, head, None, source)
-        if self._have(digest, size) or (expect is not None and digest != expect):
-            return PutResult(digest, size, written=False)
-        fd, tmp = self.layout.new_temp("obj")
-        with _closing_on_error(fd, tmp):
-            fsops.write_all(fd, head, tmp)
-            # One large write per tensor (or chunk), not copy_file_range: the blob then sits in
-            # the page cache as large folios, so a model mapped from the store faults its
-            # weights in per folio rather than per 4 KB page (bench/load.py: 1.3x -> 1.0x time
-            # to first logits). Reflinking could not apply anyway: the data starts at an
-            # unaligned offset after the header.
-            if whole:
-                if spec.nbytes:
-                    fsops.write_all(fd, data, tmp)
-            elif _copy_chunks(src, buffer, spec, head, (fd, tmp), source) != digest:
-                raise SourceChangedError(source)
-        return batch.add(fd, tmp, digest, source, hashed_as_written=True)
+    def _publish(self, batch: Batch, copied: Copied, source: Path, wanted: dict[str, str] | None) -> PutResult:
+        """Queue a hashed copy in ``batch``, or drop it: the store has it, or (``wanted``) it
+        is not the blob expected."""
+        try:
+            digest = copied.digest.result()
+            expect = wanted.get(copied.spec.name) if wanted else None
+            unwanted = (expect is not None and digest != expect) or self._have(digest, copied.size)
+        except BaseException:  # its hash failed, or the mtime refresh of the stored twin did
+            copied.discard()
+            raise
+        if unwanted:
+            copied.discard()
+            return PutResult(digest, copied.size, written=False)
+        return batch.add(copied.fd, copied.tmp, digest, source, hashed_as_written=True, writeback=False)
+
+    def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec,
+                    source: Path) -> tuple[int, Path]:
+        """A temp file holding ``spec``'s canonical blob, copied from the source (not yet
+        hashed): ``store.tensorsplit.copy_tensor``."""
+        return copy_tensor(self, src, mapped, spec, source)
 
     def missing_bytes(self, source: Path) -> int:
         """Bytes that storing ``source`` would write: its blobs not yet in the store.
@@ -206,6 +195,20 @@ class ObjectStore:
         """True if the object is present with the right size; its mtime is refreshed, so a
         concurrent gc spares it until the caller has referenced it."""
         return self._have(digest, size)
+
+    def holds_all(self, objects: list[tuple[str, int]]) -> bool:
+        """``holds`` for many objects (digest, size): True if every one is present with its
+        size, and then every one's mtime is refreshed, in one pass (a re-import's blobs)."""
+        paths = []
+        for digest, size in objects:
+            path = self.path(digest)
+            try:
+                if os.stat(path).st_size != size:
+                    return False
+            except FileNotFoundError:
+                return False
+            paths.append(path)
+        return not fsops.touch_all(paths)  # one that gc took meanwhile is written again
 
     def _have(self, digest: str, size: int) -> bool:
         """True if the object is present with the right size (then its mtime is refreshed).
@@ -232,7 +235,7 @@ class Batch:
     removes every temp file of the batch).
     """
 
-    MAX_FILES = 256
+    MAX_FILES = 1024  # each holds an open descriptor: see _max_files
     MAX_BYTES = 1 << 30
 
     def __init__(self, store: ObjectStore):
@@ -240,6 +243,8 @@ class Batch:
         self.pending: list[tuple[int, Path, str, Path | None]] = []
         self.hashed_as_written: set[Path] = set()  # temp files written from the bytes hashed
         self.bytes = 0
+        self.made_early: set[Path] = set()  # fan-out folders made by ``make_folder``, not yet fsync'd
+        self.max_files = _max_files(self.MAX_FILES)
 
     def __enter__(self) -> Batch:
         return self
@@ -251,21 +256,32 @@ class Batch:
             self.abort()
 
     def add(self, fd: int, tmp: Path, digest: str, source: Path | None, *,
-            hashed_as_written: bool = False) -> PutResult:
+            hashed_as_written: bool = False, writeback: bool = True) -> PutResult:
         """Queue a finished temp file; its object exists once the batch is flushed.
 
-        ``hashed_as_written``: every byte written came from private memory that was hashed to
-        ``digest`` (not from a map of a file someone else may change), so the file need not be
-        read back and hashed again before it is published."""
+        ``hashed_as_written``: ``digest`` was taken from exactly the bytes written (private
+        memory they were written from, or the temp file itself after its last write; never a
+        map of a file someone else may change), so the file need not be read back and hashed
+        again before it is published. ``writeback=False``: the caller started it already."""
         size = os.fstat(fd).st_size
-        fsops.start_writeback(fd)
+        if writeback and size >= _WRITEBACK_FROM:
+            fsops.start_writeback(fd)
         self.pending.append((fd, tmp, digest, source))
         if hashed_as_written:
             self.hashed_as_written.add(tmp)
         self.bytes += size
-        if len(self.pending) >= self.MAX_FILES or self.bytes >= self.MAX_BYTES:
+        if len(self.pending) >= self.max_files or self.bytes >= self.MAX_BYTES:
             self.flush()
         return PutResult(digest, size, written=True)
+
+    def make_folder(self, digest: str) -> None:
+        """Make the fan-out folder of ``digest`` now, ahead of the flush (from any thread): a
+        writer that knows a digest before it queues the file moves the mkdir off its critical
+        path. The flush fsyncs ``objects/`` for it, as for a folder it made itself."""
+        folder = self.store.path(digest).parent
+        if not folder.is_dir():
+            fsops.mkdirs(folder)
+            self.made_early.add(folder)
 
     def abort(self) -> None:
         for fd, tmp, _, _ in self.pending:
@@ -277,8 +293,8 @@ class Batch:
     def flush(self) -> None:
         """fsync and verify every file, seal it 0444, rename it into place, fsync the dirs."""
         try:
+            fsops.fsync_files([(fd, tmp) for fd, tmp, _, _ in self.pending])
             for fd, tmp, digest, source in self.pending:
-                fsops.fsync(fd, tmp)
                 actual = digest if tmp in self.hashed_as_written else digest_fd(fd)
                 if actual != digest:
                     if source is not None:
@@ -297,7 +313,7 @@ class Batch:
             for i, (_, tmp, digest, _) in enumerate(batch):
                 final = self.store.path(digest)
                 if final.parent not in fans:
-                    fans[final.parent] = not final.parent.is_dir()
+                    fans[final.parent] = not final.parent.is_dir() or final.parent in self.made_early
                     fsops.mkdirs(final.parent)
                 try:
                     fsops.rename(tmp, final)
@@ -307,40 +323,24 @@ class Batch:
             for _, tmp, _, _ in batch:
                 fsops.unlink(tmp)
             raise
-        for fan in fans:
-            fsops.fsync_dir(fan)
-        if any(fans.values()):
-            fsops.fsync_dir(self.store.layout.objects)
+        dirs = [*fans, self.store.layout.objects] if any(fans.values()) else list(fans)
+        fsops.fsync_paths(dirs)
+        self.made_early -= set(fans)
 
 
-# Tensors up to this size are read whole into one private buffer; bigger ones go in chunks.
-_COPY_BUFFER = 64 << 20
+# Below this size starting a file's writeback early gains nothing (its fsync follows soon),
+# and a command that writes only small objects (a re-import's manifest) skips loading libc's
+# sync_file_range through ctypes.
+_WRITEBACK_FROM = 1 << 20
 
 
-def _read_at(src: int, into: memoryview, offset: int, source: Path) -> None:
-    """Fill ``into`` with the source's bytes at ``offset``; a file that shrank is refused."""
-    done = 0
-    while done < len(into):
-        with into[done:] as rest:
-            count = os.preadv(src, [rest], offset + done)
-        if count == 0:
-            raise SourceChangedError(source)
-        done += count
+def _max_files(wanted: int) -> int:
+    """``wanted``, or fewer where the process may open few files (a soft limit of 1024, the
+    default of many systems, leaves half of it to the rest of the process)."""
+    import resource
 
-
-def _copy_chunks(src: int, buffer: memoryview, spec: TensorSpec, head: bytes,
-                 dest: tuple[int, Path] | None, source: Path) -> str:
-    """Digest of the tensor's canonical blob, read through ``buffer`` chunk by chunk; with
-    ``dest`` (fd, path), each chunk is also written there, from the same memory it was hashed in."""
-    hasher = Hasher()
-    hasher.update(head)
-    for offset in range(spec.start, spec.end, len(buffer)):
-        with buffer[:min(len(buffer), spec.end - offset)] as chunk:
-            _read_at(src, chunk, offset, source)
-            hasher.update(chunk)
-            if dest is not None:
-                fsops.write_all(dest[0], chunk, dest[1])
-    return hasher.hexdigest()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return wanted if soft == resource.RLIM_INFINITY else max(16, min(wanted, soft // 2))
 
 
 def _tensor_digest(mapped: mmap.mmap | None, spec: TensorSpec) -> tuple[str, int]:

@@ -18,7 +18,6 @@ The user deletes quarantine folders when they no longer need them; gc never touc
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ def _new_folder(layout: Layout, kind: Kind, label: str) -> Path:
     # quarantine/ or quarantine/<kind>/, i.e. outside the store.
     fsops.mkdirs(layout.quarantine)
     fsops.mkdirs(layout.quarantine / kind)
-    folder = layout.quarantine / kind / f"{_stamp()}-{label[:80]}-{secrets.token_hex(3)}"
+    folder = layout.quarantine / kind / f"{_stamp()}-{label[:80]}-{os.urandom(3).hex()}"
     fsops.mkdirs(folder)
     return folder
 

@@ -151,7 +151,7 @@ class SourceCache:
         before = os.stat(path)
         known = self._trusted(relpath, before)
         if known is not None and known.tensors is not None:
-            if all(self.objects.holds(t.digest, t.blob_size) for t in known.tensors):
+            if self.objects.holds_all([(t.digest, t.blob_size) for t in known.tensors]):
                 self.hits.append(relpath)
                 return [StoredTensor(TensorSpec(t.name, t.dtype, tuple(t.shape), t.start, t.end),
                                      PutResult(t.digest, t.blob_size, written=False))

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters import check_supported
 from adapters.shapes import compare, expected_tensors
-from registry.check.loadcheck import check_loads, in_process, start_worker
-from registry.check.loadcheck import expected_tensors as expected_from_worker
 from registry.ingest.source_files import scan_folder
 from registry.ops import ConflictPolicy, register, resolve_conflict
 from registry.ingest.model_files import (
@@ -248,8 +245,11 @@ def import_folder(
     config = read_config((source / CONFIG_FILE).read_bytes(), str(source))
     model_type = check_supported(config.get("model_type"), f" in {source / CONFIG_FILE}")
     expected = expected_tensors(config)
-    if expected is None and not in_process():  # no closed form: the meta-device model, in the worker
-        start_worker(model_type)
+    if expected is None:  # no closed form: the meta-device model, in the load-check worker
+        from registry.check.loadcheck import in_process, start_worker
+
+        if not in_process():
+            start_worker(model_type)
     seen: dict[str, str] = {}
     found: dict[str, tuple[int, ...]] = {}
     for relpath in sel.weights:
@@ -304,9 +304,13 @@ def import_folder(
         origin=LocalOrigin(path=str(source), files=parts.origin_files, hub_repo=listing.hub_repo,
                            hub_commit=listing.hub_commit))
     if expected is None:
+        from registry.check.loadcheck import expected_tensors as expected_from_worker
+
         implied, kept = expected_from_worker(config, source.name)
         check_config_against_weights(source, implied, found, kept)
     if load_check:
+        from registry.check.loadcheck import check_loads
+
         check = check_loads(workspace, manifest)
         reporter.status("load", check.detail)
     entry = register(workspace, name, None, manifest, on_conflict=on_conflict,
@@ -355,6 +359,13 @@ def _local_license(source: Path, sel: FileSelection) -> str | None:
     return None
 
 
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``path``'s filesystem: what
+    ``shutil.disk_usage`` reads, without importing shutil (and bz2, lzma) for it."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | None = None) -> None:
     """Refuse up front when the store's filesystem cannot hold ``needed`` more bytes.
 
@@ -365,7 +376,7 @@ def check_free_space(workspace: Workspace, needed: int, sources: list[Path] | No
     probe = workspace.root
     while not probe.exists():
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    free = free_bytes(probe)
     if needed > free and sources:
         needed = sum(workspace.objects.missing_bytes(path) for path in sources)
     if needed > free:

@@ -89,44 +89,55 @@ def test_put_tensor_from_memory_matches_split_blob(objects, tmp_path):
     assert from_memory.digest == split.put.digest and not from_memory.written
 
 
-def test_a_tensor_bigger_than_the_copy_buffer_goes_in_chunks_with_the_same_digest(objects, tmp_path,
-                                                                                   monkeypatch):
-    import store.objects
-
-    tensors = {"big": torch.randn(64, 33), "small": torch.arange(3, dtype=torch.int32)}
-    save_file(tensors, tmp_path / "m.safetensors")
-    whole = {i.spec.name: i.put.digest for i in objects.put_tensors(tmp_path / "m.safetensors")}
-    for digest in whole.values():  # start again from an empty store
-        os.unlink(objects.path(digest))
-    monkeypatch.setattr(store.objects, "_COPY_BUFFER", 1000)  # "big" is 8448 bytes: 9 chunks
-    chunked = {i.spec.name: i.put for i in objects.put_tensors(tmp_path / "m.safetensors")}
-    assert {n: p.digest for n, p in chunked.items()} == whole and all(p.written for p in chunked.values())
-    assert torch.equal(load_file(objects.path(whole["big"]))["big"], tensors["big"])
-    assert objects.rehash(whole["big"]) == whole["big"]
-
-
-def test_a_source_changed_between_hashing_and_copying_a_big_tensor_is_refused(objects, tmp_path,
-                                                                                monkeypatch):
-    """Chunked tensors are read twice (hash, then copy): a change in between must not give
-    an object whose bytes are not its name's, nor leave a temp file."""
-    import store.objects
+def test_a_source_rewritten_after_its_tensor_was_copied_gives_a_blob_named_by_its_own_bytes(
+        objects, tmp_path, monkeypatch):
+    """The digest is taken from the temp file, not the source: a source rewritten between the
+    copy and the hash cannot give an object whose bytes are not its name's."""
+    import store.tensorsplit
 
     path = tmp_path / "m.safetensors"
-    save_file({"big": torch.zeros(64, 33)}, path)
-    monkeypatch.setattr(store.objects, "_COPY_BUFFER", 1000)
-    real = store.objects._copy_chunks
+    save_file({"big": torch.zeros(64, 33), "small": torch.arange(3, dtype=torch.int32)}, path)
+    real = store.tensorsplit._hash_copy
 
-    def change_after_hashing(src, buffer, spec, head, dest, source):
-        if dest is not None:  # the copy pass: the file was rewritten since it was hashed
-            with open(path, "r+b") as f:
-                f.seek(spec.end - 1)
-                f.write(b"\x01")
-        return real(src, buffer, spec, head, dest, source)
+    def rewrite_then_hash(store_, fd):
+        with open(path, "r+b") as f:  # someone writes into the source meanwhile
+            f.seek(-1, os.SEEK_END)
+            f.write(b"\x01")
+        return real(store_, fd)
 
-    monkeypatch.setattr(store.objects, "_copy_chunks", change_after_hashing)
+    monkeypatch.setattr(store.tensorsplit, "_hash_copy", rewrite_then_hash)
+    stored = objects.put_tensors(path)
+    for item in stored:
+        assert objects.rehash(item.put.digest) == item.put.digest
+    assert list(objects.layout.tmp.iterdir()) == []
+
+
+def test_a_source_truncated_under_the_copy_is_refused_and_leaves_nothing(objects, tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.zeros(64, 64), "b": torch.ones(64, 64)}, path)
+    real = ObjectStore._put_tensor
+
+    def truncate_then_copy(self, src, mapped, spec, source):
+        if spec.name == "b":
+            os.truncate(path, spec.start + 8)
+        return real(self, src, mapped, spec, source)
+
+    monkeypatch.setattr(ObjectStore, "_put_tensor", truncate_then_copy)
     with pytest.raises(SourceChangedError, match="m.safetensors"):
         objects.put_tensors(path)
     assert list(objects.layout.iter_object_paths()) == []
+    assert list(objects.layout.tmp.iterdir()) == []
+
+
+def test_wanted_tensors_are_stored_only_with_the_digest_expected(objects, tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.zeros(4), "b": torch.ones(4)}, path)
+    digests = {i.spec.name: i.put.digest for i in ObjectStore(objects.layout).put_tensors(path)}
+    for digest in digests.values():
+        os.unlink(objects.path(digest))
+    stored = objects.put_tensors(path, wanted={"a": digests["a"], "b": "0" * 64})
+    assert {i.spec.name: i.put.written for i in stored} == {"a": True, "b": False}
+    assert objects.exists(digests["a"]) and not objects.exists(digests["b"])
     assert list(objects.layout.tmp.iterdir()) == []
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 from pathlib import Path
 
@@ -373,8 +372,7 @@ def test_not_enough_disk_space_is_refused_before_downloading(workspace, hub_serv
     import registry.ingest.folder as importer
 
     publish(hub_server, tiny_model)
-    real = shutil.disk_usage
-    monkeypatch.setattr(importer.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    monkeypatch.setattr(importer, "free_bytes", lambda p: 1000)
     with pytest.raises(StoreIOError) as info:
         run_import(workspace)
     assert "needed but 1.0 KB free" in str(info.value) and "free some disk space" in str(info.value)
