@@ -37,7 +37,7 @@ import torch
 from store.errors import CorruptObjectError, ModelStoreError, Next, ObjectMissingError, SourceError, Text
 from store.manifest import Manifest, TensorEntry
 from store.objects import ObjectStore, PutResult
-from store.tensorfile import canonical_header
+from store.tensors.tensorfile import canonical_header
 
 if sys.byteorder != "little":  # safetensors is little-endian; raw bytes are written as in memory
     raise ImportError("modelstore's tensor blobs need a little-endian machine")

@@ -35,11 +35,11 @@ from registry.ingest.model_files import INDEX_SUFFIX
 from registry.ops import get_model
 from registry.report import NullReporter, Reporter
 from registry.workspace import Workspace
-from store import fsops
+from store.fs import fsops
 from store.errors import CorruptObjectError, ModelStoreError, Next, Text
 from store.manifest import HubOrigin, LocalOrigin, Manifest, OriginFile, TensorEntry
 from store.objects import ObjectStore
-from store.tensorfile import canonical_header, parse_header
+from store.tensors.tensorfile import canonical_header, parse_header
 
 DEFAULT_MAX_SHARD_SIZE = 5_000_000_000  # save_pretrained's default ("5GB")
 WRITEBACK_STEP = 32 << 20  # start the disk writing behind the copy every this many bytes

@@ -35,7 +35,7 @@ from registry.views import (
     view_is_disposable,
 )
 from registry.workspace import Workspace, get_entry
-from store import fsops
+from store.fs import fsops
 from store.digest import digest_bytes, is_digest
 from registry.errors import Aborted, InvalidNameError, ModelExistsError, RegistryError, ViewMissingError
 from store.errors import (

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from store import fsops
+from store.fs import fsops
 from store.codec import DuplicateKeyError, Record, check_no_duplicate_keys, decode, encode_pretty
 from store.digest import is_digest
 from registry.errors import RegistryError

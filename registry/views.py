@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from registry import debris
 from registry.registry_file import RegistryEntry
-from store import fsops
+from store.fs import fsops
 from store.digest import is_digest
 from store.errors import ModelStoreError, StoreIOError
 from store.manifest import Manifest

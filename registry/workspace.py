@@ -14,10 +14,10 @@ from pathlib import Path
 
 from registry.names import validate_name
 from registry.registry_file import RegistryDoc, RegistryEntry, read_registry, write_registry
-from store import fsops
+from store.fs import fsops
 from registry.errors import ModelNotFoundError, ViewMissingError
 from store.layout import Layout
-from store.lock import writer_lock
+from store.fs.lock import writer_lock
 from store.manifest import Manifest, load_manifest
 from store.objects import ObjectStore
 

@@ -18,7 +18,7 @@ is removed too, except what its record says: a record of an object recorded lost
 is how gc and validation know that history is gone), and so does the record of a
 quarantined object that nothing restored (the bytes go, the record of their digest stays).
 
-Every removal goes through ``store.fsops``.
+Every removal goes through ``store.fs.fsops``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store import fsops
+from store.fs import fsops
 from store.errors import UsageError
 from store.layout import Layout
 from store.objects import ObjectStore

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from store import fsops
+from store.fs import fsops
 from store.codec import Record, decode, encode_canonical
 from store.digest import is_digest
 from store.errors import StoreFormatError, UnsafePathError

@@ -15,7 +15,7 @@ import msgspec
 from store.codec import Record, decode, encode_canonical
 from store.errors import ManifestError
 from store.objects import ObjectStore
-from store.tensorfile import canonical_header
+from store.tensors.tensorfile import canonical_header
 
 MANIFEST_FORMAT = 1
 Source = Literal["huggingface", "local", "custom", "finetuned"]

@@ -4,7 +4,7 @@ Every write goes: unique temp file in ``.modelstore/tmp/`` -> bytes -> fsync -> 
 temp file (the name is always the digest of what is on disk, even if the source changed
 under us) -> mode 0444 -> rename to ``objects/ab/cdef...`` -> fsync the directory. Writers
 that already hashed what they wrote skip the re-hash: tensors split from a local file are
-hashed from the temp file itself once written (``store.tensorsplit``), tensors from memory
+hashed from the temp file itself once written (``store.tensors.tensorsplit``), tensors from memory
 or a download are hashed in the memory they are written from. Putting an object that
 already exists with the right size writes nothing; it only refreshes the object's mtime so
 that a concurrent ``gc`` (which spares young objects) cannot collect a blob an import is
@@ -20,12 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from store import fsops
+from store.fs import fsops
 from store.digest import digest_bytes, digest_fd
 from store.errors import REMOVED_IN_FLIGHT_HINT, CorruptObjectError, ObjectMissingError, SourceChangedError
 from store.layout import OBJECT_MODE, Layout
-from store.tensorfile import TensorSpec, canonical_header, read_header
-from store.tensorsplit import Copied, copy_tensor, hashed_copies
+from store.tensors.tensorfile import TensorSpec, canonical_header, read_header
+from store.tensors.tensorsplit import Copied, copy_tensor, hashed_copies
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class ObjectStore:
                     on_bytes: Callable[[int], None] | None = None) -> list[StoredTensor]:
         """Split a safetensors file into canonical one-tensor blobs, at the byte level: the one
         re-split of the project (import, restore from a local folder or a Hub download); how,
-        and why each blob's name is the digest of its bytes, is ``store.tensorsplit``'s.
+        and why each blob's name is the digest of its bytes, is ``store.tensors.tensorsplit``'s.
 
         ``wanted``: only these tensors (name -> the digest a manifest expects), each stored
         only if it hashes to that digest (a source that changed stores nothing; its
@@ -169,7 +169,7 @@ class ObjectStore:
     def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec,
                     source: Path) -> tuple[int, Path]:
         """A temp file holding ``spec``'s canonical blob, copied from the source (not yet
-        hashed): ``store.tensorsplit.copy_tensor``."""
+        hashed): ``store.tensors.tensorsplit.copy_tensor``."""
         return copy_tensor(self, src, mapped, spec, source)
 
     def missing_bytes(self, source: Path) -> int:

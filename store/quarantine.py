@@ -26,7 +26,7 @@ from typing import Literal
 
 import msgspec
 
-from store import fsops
+from store.fs import fsops
 from store.codec import Record, decode, encode_pretty
 from store.layout import Layout
 from store.manifest import now_iso

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import msgspec
 
-from store import fsops
+from store.fs import fsops
 from store.codec import Record, decode, encode_canonical
 from store.digest import digest_bytes
 from store.layout import Layout
 from store.objects import ObjectStore, PutResult, StoredTensor
-from store.tensorfile import TensorSpec
+from store.tensors.tensorfile import TensorSpec
 
 RECORD_VERSION = 1
 # A file modified this recently when its hashing started is not trusted (see the module doc).

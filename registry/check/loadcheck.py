@@ -36,7 +36,7 @@ from typing import Protocol
 from registry.report import human_bytes
 from registry.views import INDEX_FILENAME, render_index, tensor_relpath
 from registry.workspace import Workspace
-from store import fsops
+from store.fs import fsops
 from registry.errors import ModelLoadError
 from store.errors import ModelStoreError, StoreIOError
 from store.manifest import Manifest
@@ -71,7 +71,7 @@ def available_memory() -> int | None:
 
 
 class Unpublished(Protocol):
-    """Verified blobs not yet in the store (``store.tensorstream.TensorStream`` is one)."""
+    """Verified blobs not yet in the store (``store.tensors.tensorstream.TensorStream`` is one)."""
 
     def awaiting(self) -> dict[str, Path]: ...  # digest -> temp blob
 

@@ -12,7 +12,7 @@ resumes, size check, error mapping and progress bars; ``hf_hub_url`` builds the 
 - bytes are hashed as they arrive (sha256 for LFS files, the git blob id for the others;
   the client itself checks only the size) on their way to a sink (``registry.hub.sink``): a
   temp file in ``.modelstore/tmp/`` (``fetch_file``: same filesystem as the objects, swept
-  by gc after a crash, written through ``store.fsops``), memory (``fetch_bytes``), or a
+  by gc after a crash, written through ``store.fs.fsops``), memory (``fetch_bytes``), or a
   consumer that makes something of them while they arrive (``fetch_into``: a weight file
   split into tensor blobs as it downloads, published only once it verified).
   ``hf_hub_download(local_dir=...)`` would also copy a file from the HF cache unverified;

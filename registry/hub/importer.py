@@ -83,7 +83,7 @@ from registry.hub.shards import StoredShard, reuse_shard, stored_shards
 from registry.hub.transfer import SharedProgress, TransferSettings
 from store.errors import CorruptObjectError, ModelStoreError
 from store.manifest import FileEntry, HubOrigin, Manifest
-from store.tensorstream import TensorStream
+from store.tensors.tensorstream import TensorStream
 
 # Weight files downloaded at once, as snapshot_download's default of files at once (the
 # connections they use are bounded by TransferSettings.connections, for all of them together).

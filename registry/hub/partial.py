@@ -29,7 +29,7 @@ from pathlib import Path
 
 import msgspec
 
-from store import fsops
+from store.fs import fsops
 
 PREFIX = "hubpart-"
 RECORD_VERSION = 1

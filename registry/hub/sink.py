@@ -1,7 +1,7 @@
 """Where a Hub download's bytes go (``http_get`` writes into a sink), hashed as they arrive.
 
 - ``Sink``: a temp file, or memory for small files;
-- ``StreamSink``: handed on, in order, to a consumer (``store.tensorstream.TensorStream``:
+- ``StreamSink``: handed on, in order, to a consumer (``store.tensors.tensorstream.TensorStream``:
   a weight file becomes tensor blobs as it downloads) and kept nowhere here.
 
 Either way the bytes are hashed as they pass, sha256 for LFS files and the git blob id for
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from registry.report import human_bytes
-from store import fsops
+from store.fs import fsops
 from registry.hub.errors import HubDownloadError, HubError, HubIntegrityError
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class Sink:
 
 
 class Consumer(Protocol):
-    """What a ``StreamSink`` hands the bytes to (``store.tensorstream.TensorStream`` is one)."""
+    """What a ``StreamSink`` hands the bytes to (``store.tensors.tensorstream.TensorStream`` is one)."""
 
     def write(self, data: bytes) -> int: ...
 

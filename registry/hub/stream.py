@@ -1,6 +1,6 @@
 """A Hub weight file split into tensor blobs while it downloads (``import-model`` from the Hub).
 
-Each byte is written once, into the tensor blob it belongs to (``store.tensorstream``): no
+Each byte is written once, into the tensor blob it belongs to (``store.tensors.tensorstream``): no
 temp copy of the whole file is written, read back and deleted. The order of the checks is
 the one of a local import, and nothing is published before the whole file is known good:
 
@@ -24,8 +24,8 @@ from registry.hub.download import HubRepo, RemoteFile
 from registry.ingest.folder import check_tensor_names
 from registry.workspace import Workspace
 from store.errors import SafetensorsError
-from store.tensorfile import TensorFileHeader
-from store.tensorstream import TensorStream
+from store.tensors.tensorfile import TensorFileHeader
+from store.tensors.tensorstream import TensorStream
 
 
 def stream_weight_file(workspace: Workspace, hub: HubRepo, commit: str, f: RemoteFile, seen: dict[str, str],

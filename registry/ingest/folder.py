@@ -35,7 +35,7 @@ from store.errors import ModelStoreError, SafetensorsError, SourceError, StoreIO
 from store.manifest import FileEntry, LocalOrigin, Manifest, Origin, OriginFile, Source, TensorEntry, now_iso
 from store.objects import PutResult, StoredTensor
 from store.sourcecache import SourceCache
-from store.tensorfile import TensorSpec, header_length, read_header
+from store.tensors.tensorfile import TensorSpec, header_length, read_header
 
 
 @dataclass

@@ -12,7 +12,7 @@ import msgspec
 
 from registry.remote.errors import InvalidRemoteNameError, RemoteExistsError, RemoteNotFoundError
 from registry.workspace import Workspace
-from store import fsops
+from store.fs import fsops
 from store.codec import Record, decode, encode_pretty
 from store.errors import UsageError
 from store.remote.backend import Backend, parse_url

@@ -20,7 +20,7 @@ from registry.repair.restore import RestoreSource, restore_objects
 from registry.check.view_check import expected_dirs, scan_view
 from registry.views import build_view, expected_view, has_legacy_layout
 from registry.workspace import Workspace
-from store import fsops
+from store.fs import fsops
 from store.digest import digest_bytes
 from registry.errors import StoreChangedError
 from store.errors import Hint, ModelStoreError, text_of, words

@@ -27,7 +27,7 @@ from registry.report import NoProgress, NullReporter, Reporter
 from registry.check.validate import view_debris
 from registry.check.view_check import view_version
 from registry.workspace import Workspace
-from store import fsops
+from store.fs import fsops
 from registry.errors import GcAbortedError, RegistryError
 from store.errors import ObjectMissingError
 from store.gc import DEFAULT_GRACE_S, GcPlan, GcResult, plan_gc, sweep

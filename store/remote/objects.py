@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from store import fsops
+from store.fs import fsops
 from store.codec import decode, encode_canonical
 from store.digest import Hasher, digest_bytes, is_digest
 from store.errors import CorruptObjectError, ObjectMissingError

@@ -9,7 +9,7 @@ import pytest
 
 from registry import debris, views
 from registry.ingest.folder import import_folder
-from store import fsops
+from store.fs import fsops
 
 
 def test_every_debris_name_the_views_code_creates_is_recognised(workspace, tiny_model, monkeypatch):

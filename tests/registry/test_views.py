@@ -24,7 +24,7 @@ from registry.space.gc import collect_garbage
 from registry.view_state import view_matches
 from registry.views import (INDEX_FILENAME, LEGACY_WEIGHTS_DIR, expected_view, file_path_problem,
                             has_legacy_layout, tensor_name_problem, tensor_relpath)
-from store.tensorfile import read_header
+from store.tensors.tensorfile import read_header
 from tests.registry.breakage import two_models
 
 

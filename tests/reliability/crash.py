@@ -10,7 +10,7 @@ Two ways to crash a command, both on a fresh copy of a scenario's prepared works
   nothing to test), is re-drawn, not counted; the figures count the attempts, the real
   kills and both kinds of re-draw.
 - ``run_step_kills``: stop the command at its k-th mutating filesystem step
-  (``MODELSTORE_FAULT=kill@k``, the counting shim in ``store/fsops.py``), for every k of an
+  (``MODELSTORE_FAULT=kill@k``, the counting shim in ``store/fs/fsops.py``), for every k of an
   uninterrupted run, or for a deterministic sample of them. A run that finished before its
   k-th step (its steps shifted: see ``test_crash_import``) is run again at the same k, up to
   ``STEP_ATTEMPTS`` times, then counted as ``unreached``, never as a trial.

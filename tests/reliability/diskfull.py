@@ -2,7 +2,7 @@
 
 A command (``import-model``, ``delete-model``, ``gc``, ...) is first run once with
 ``MODELSTORE_FAULT=count`` to learn its N mutating steps (every one goes through
-``store/fsops.py``). Then, for each step k, the same command runs on a fresh copy of the
+``store/fs/fsops.py``). Then, for each step k, the same command runs on a fresh copy of the
 same store with ``MODELSTORE_FAULT=enospc@k``, and the store's promises are checked:
 
 - the command exits with the store's error code and says so in ONE line (no traceback)

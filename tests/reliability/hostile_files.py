@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from store.tensorfile import MAX_HEADER_BYTES
+from store.tensors.tensorfile import MAX_HEADER_BYTES
 
 WEIGHTS = "model.safetensors"
 HUGE_HEADER = 200_000_000  # 200 MB, twice the limit the safetensors library enforces

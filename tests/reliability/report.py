@@ -106,8 +106,8 @@ def crash_part(workdir: Path, small: bool) -> Part:
                    lambda f: assert_crash_safe(f, trials=train_steps, min_points=train_steps)))
     part.lines += [
         "**Crashes.** A command is SIGKILLed at a random moment, or stopped at its N-th mutating",
-        "filesystem step (every write goes through `store/fsops.py`, which counts each step at the",
-        "fault seam of `store/faults.py`, `MODELSTORE_FAULT=kill@N` / `enospc@N` / `count`, that the",
+        "filesystem step (every write goes through `store/fs/fsops.py`, which counts each step at the",
+        "fault seam of `store/fs/faults.py`, `MODELSTORE_FAULT=kill@N` / `enospc@N` / `count`, that the",
         "harness drives), for every N; then the",
         "same command is run again and must succeed and leave what an uninterrupted run leaves.",
         "A trial is a real mid-run kill: an attempt whose command finished before the signal (or,",

@@ -21,7 +21,7 @@ the losing side of every race is put in the state it was in, then run.
    delete without the lock took the old view at that instant.
 
 Where the losing side must act at one exact step, the test runs that step through the
-project's fault seam (``fsops._step``, ``store.faults.step`` as fsops calls it before every mutating operation).
+project's fault seam (``fsops._step``, ``store.fs.faults.step`` as fsops calls it before every mutating operation).
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from registry.ops import _commit, delete_model, register
 from registry.ingest.folder import import_folder
 from registry.registry_file import _keep_previous
 from registry.views import build_view, remove_view
-from store import fsops
+from store.fs import fsops
 from store.digest import digest_bytes
 from registry.errors import ModelExistsError
 from store.errors import REMOVED_IN_FLIGHT_HINT, ObjectMissingError
 from store.gc import plan_gc, sweep
 from store.layout import Layout
-from store.lock import writer_lock
+from store.fs.lock import writer_lock
 from store.objects import ObjectStore, Batch
 from tests.reliability.invariants import check_store, run_cli
 

@@ -16,7 +16,7 @@ import pytest
 from registry.ops import delete_model
 from registry.ingest.folder import import_folder
 from registry.workspace import Workspace
-from store import faults, fsops
+from store.fs import faults, fsops
 from registry.errors import RegistryError
 from store.errors import StoreFormatError, StoreIOError
 from store.layout import Layout

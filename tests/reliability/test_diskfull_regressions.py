@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from store import fsops
+from store.fs import fsops
 from store.errors import StoreIOError
 from store.layout import Layout
 from tests.reliability.diskfull import (ERROR_LINE, NO_SPACE, Setup, Step, error_lines, registry_replaces,

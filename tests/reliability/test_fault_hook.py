@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from store import faults, fsops
+from store.fs import faults, fsops
 from store.errors import StoreIOError
 
 

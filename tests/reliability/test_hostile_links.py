@@ -5,7 +5,7 @@ End to end: every (plant, writing command) pair of ``hostile_links.EXPECTED`` th
 the matrix is slow. Outside files must stay byte-identical (mode and mtime too) and never be
 deleted; each command refuses naming the link, or acts on the link itself.
 
-Below them, the regressions at the root, in process: ``store.fsops`` refuses to act inside a
+Below them, the regressions at the root, in process: ``store.fs.fsops`` refuses to act inside a
 linked folder, the lock file is never opened through a link, quarantine never moves out of one.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from store import fsops
+from store.fs import fsops
 from store.errors import UnsafePathError
 from store.layout import Layout
-from store.lock import writer_lock
+from store.fs.lock import writer_lock
 from store.quarantine import move_aside
 from tests.reliability.hostile_links import LINK_CASES, RISKIEST_IDS
 from tests.reliability.hostile_scene import (  # noqa: F401  (hostile_template is a fixture)

@@ -12,7 +12,7 @@ import pytest
 
 from registry.ingest.folder import check_weight_file
 from store.errors import SafetensorsError
-from store.tensorfile import MAX_HEADER_BYTES
+from store.tensors.tensorfile import MAX_HEADER_BYTES
 from tests.reliability import hostile_files as files
 from tests.reliability.hostile import PICKLE_CASES, REMOTE_CODE_CASES, SAFETENSORS_CASES
 from tests.reliability.hostile_scene import (  # noqa: F401  (hostile_template is a fixture)

@@ -14,7 +14,7 @@ from tests.reliability import diskfull_fs, diskfull_scenarios, report
 # its temp files (an unlink in .modelstore/tmp/ does nothing). The commands still succeed and
 # still print their one-line errors; only the harness's checks can see the debris.
 BROKEN_STORE = '''
-import store.fsops as fsops
+import store.fs.fsops as fsops
 
 _unlink = fsops.unlink
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from store import fsops
+from store.fs import fsops
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -37,7 +37,7 @@ def test_rmtree_removes_a_link_not_its_target(tmp_path):
 def _run_with_fault(tmp_path, fault: str) -> subprocess.CompletedProcess:
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from store import fsops
+        from store.fs import fsops
         for i in range(3):
             fsops.atomic_write(Path({str(tmp_path)!r}) / f"f{{i}}", b"x", Path({str(tmp_path)!r}) / "tmp")
     """)

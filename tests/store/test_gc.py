@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from store import faults, fsops
+from store.fs import faults, fsops
 from store.errors import UnsafePathError, UsageError
 from store.gc import parse_duration, plan_gc, sweep
 from store.layout import Layout

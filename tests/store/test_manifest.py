@@ -13,7 +13,7 @@ from store.manifest import (
     load_manifest, put_manifest,
 )
 from store.objects import ObjectStore
-from store.tensorfile import canonical_header
+from store.tensors.tensorfile import canonical_header
 
 D1, D2, D3 = "1" * 64, "2" * 64, "3" * 64
 

@@ -93,11 +93,11 @@ def test_a_source_rewritten_after_its_tensor_was_copied_gives_a_blob_named_by_it
         objects, tmp_path, monkeypatch):
     """The digest is taken from the temp file, not the source: a source rewritten between the
     copy and the hash cannot give an object whose bytes are not its name's."""
-    import store.tensorsplit
+    import store.tensors.tensorsplit
 
     path = tmp_path / "m.safetensors"
     save_file({"big": torch.zeros(64, 33), "small": torch.arange(3, dtype=torch.int32)}, path)
-    real = store.tensorsplit._hash_copy
+    real = store.tensors.tensorsplit._hash_copy
 
     def rewrite_then_hash(store_, fd):
         with open(path, "r+b") as f:  # someone writes into the source meanwhile
@@ -105,7 +105,7 @@ def test_a_source_rewritten_after_its_tensor_was_copied_gives_a_blob_named_by_it
             f.write(b"\x01")
         return real(store_, fd)
 
-    monkeypatch.setattr(store.tensorsplit, "_hash_copy", rewrite_then_hash)
+    monkeypatch.setattr(store.tensors.tensorsplit, "_hash_copy", rewrite_then_hash)
     stored = objects.put_tensors(path)
     for item in stored:
         assert objects.rehash(item.put.digest) == item.put.digest

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store.errors import PickleWeightsError, SafetensorsError
-from store.tensorfile import MAX_HEADER_BYTES, canonical_header, read_header
+from store.tensors.tensorfile import MAX_HEADER_BYTES, canonical_header, read_header
 
 
 def write_raw(path: Path, header: dict, data: bytes, *, raw_header: bytes | None = None) -> Path:

@@ -17,8 +17,8 @@ import pytest
 from store.errors import ObjectMissingError, PickleWeightsError, SafetensorsError
 from store.layout import Layout
 from store.objects import ObjectStore
-from store.tensorfile import read_header
-from store.tensorstream import TensorStream
+from store.tensors.tensorfile import read_header
+from store.tensors.tensorstream import TensorStream
 
 NAME = "org/repo@0123456789ab/model.safetensors"
 
@@ -139,7 +139,7 @@ def test_blobs_wait_closed_and_unpublished_until_finish(objects, tmp_path):
 
 @pytest.mark.parametrize("gathered", [True, False], ids=["gathered", "streamed"])
 def test_tensors_already_stored_are_not_written_again(objects, tmp_path, monkeypatch, gathered):
-    import store.tensorstream as tensorstream
+    import store.tensors.tensorstream as tensorstream
 
     if not gathered:  # every tensor as big as the ones that go to a temp blob as they arrive
         monkeypatch.setattr(tensorstream, "GATHER_BYTES", 0)
@@ -176,7 +176,7 @@ def test_a_stored_tensor_gathered_in_memory_never_touches_tmp(objects, tmp_path,
 
 
 def test_waiting_blobs_stay_young_for_gc_during_a_long_download(objects, monkeypatch):
-    import store.tensorstream as tensorstream
+    import store.tensors.tensorstream as tensorstream
 
     stream = TensorStream(objects, len(FILE), NAME)
     feed(stream, FILE[:HEADER_END + 48 + 8], [])  # w complete and waiting, b begun

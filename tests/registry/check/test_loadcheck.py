@@ -91,7 +91,7 @@ def test_blobs_that_cannot_be_hard_linked_are_published_before_the_check(workspa
     """A filesystem (or a store someone else owns) refusing hard links: the waiting blobs
     are published first and the staging view symlinks them, as the real view does."""
     from registry.workspace import Workspace
-    from store.tensorstream import TensorStream
+    from store.tensors.tensorstream import TensorStream
 
     folder = tiny_model()
     manifest = stored(Workspace.open(tmp_path / "other"), folder)

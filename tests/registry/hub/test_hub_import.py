@@ -31,7 +31,7 @@ from registry.hub.errors import (
     HubRevisionNotFoundError,
     HubUnsafePathError,
 )
-from store import faults
+from store.fs import faults
 from store.errors import PickleWeightsError, SafetensorsError, StoreIOError
 from store.manifest import HubOrigin
 from tests.hub.fixtures import hub_cache_dir, hub_server, set_hub_timeouts  # noqa: F401  (fixtures)

@@ -18,7 +18,7 @@ from adapters.family import FAMILY
 from registry.ingest.folder import import_folder
 from registry.repair.fix import repair
 from registry.check.validate import validate
-from store.tensorfile import read_header
+from store.tensors.tensorfile import read_header
 from tests.fixtures.qwen_family import FAMILY_TYPES, HYBRID_TYPES, VL_TYPES, auto_class, family_model
 from tests.registry.breakage import flip_bit
 from training.generate import generate_text

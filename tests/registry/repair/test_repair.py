@@ -20,7 +20,7 @@ from registry.errors import Aborted, StoreChangedError
 from store.layout import OBJECT_MODE
 from store.manifest import Manifest, TrainingOrigin, put_manifest
 from store.quarantine import list_quarantine
-from store.tensorfile import read_header
+from store.tensors.tensorfile import read_header
 from tests.registry.breakage import (
     EXCLUSIVE, SAME_SIZE, SHARED, finding_keys, flip_bit, register_child, rewrite_object, two_models,
     workspace_state,

@@ -177,7 +177,7 @@ def _fresh_source(s):
     """A source folder whose weights the store does not have yet (its blobs will be new)."""
     import shutil
 
-    from store.tensorfile import read_header
+    from store.tensors.tensorfile import read_header
 
     folder = s.src_a.parent / "src-fresh"
     shutil.copytree(s.src_a, folder)

@@ -1,6 +1,6 @@
 """The fault seam of the reliability suite: stop or fail the process at a chosen mutating step.
 
-Every mutating operation of ``store.fsops`` counts one step here first. ``MODELSTORE_FAULT``
+Every mutating operation of ``store.fs.fsops`` counts one step here first. ``MODELSTORE_FAULT``
 chooses what happens: ``kill@N`` stops the process with SIGKILL at the N-th step (a crash),
 ``enospc@N`` makes the N-th step fail as a full disk does (the operation raises the plain
 ``OSError(ENOSPC)`` from inside its syscall's ``try``, after writing part of its bytes), and

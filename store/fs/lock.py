@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from store import fsops
+from store.fs import fsops
 from store.layout import Layout
 
 

@@ -49,10 +49,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from store import fsops
+from store.fs import fsops
 from store.digest import digest_fd
 from store.errors import SourceChangedError
-from store.tensorfile import TensorSpec, canonical_header
+from store.tensors.tensorfile import TensorSpec, canonical_header
 
 if TYPE_CHECKING:  # at run time, store.objects imports this module
     from concurrent.futures import Future, ThreadPoolExecutor

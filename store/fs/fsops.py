@@ -2,11 +2,11 @@
 
 Funnelling writes through one place gives three things:
 - durability is applied uniformly (fsync of files and of the directories that name them,
-  several at once, and early writeback: ``store.durable``, whose names this module
+  several at once, and early writeback: ``store.fs.durable``, whose names this module
   re-exports);
 - a full disk surfaces as one ``StoreIOError`` naming ENOSPC and the path;
 - the reliability suite can stop the process at the N-th mutating step (a crash), or fail
-  it with ENOSPC there (``store.faults``: every operation here counts one step first).
+  it with ENOSPC there (``store.fs.faults``: every operation here counts one step first).
 
 ``enospc@N`` fails the real operation the way the kernel does, inside it: a write (or a
 kernel copy) first puts part of its bytes into the file, then the plain
@@ -30,9 +30,9 @@ import stat
 from pathlib import Path
 
 # Re-exported: callers sync through fsops like every other operation.
-from store.durable import fsync, fsync_dir, fsync_files, fsync_paths, start_writeback  # noqa: F401
+from store.fs.durable import fsync, fsync_dir, fsync_files, fsync_paths, start_writeback  # noqa: F401
 from store.errors import UnsafePathError, disk_full_error as _wrap
-from store.faults import no_space as _no_space, step as _step
+from store.fs.faults import no_space as _no_space, step as _step
 
 
 def require_real_dir(path: Path) -> None:

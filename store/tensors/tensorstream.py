@@ -37,11 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from store import fsops
+from store.fs import fsops
 from store.digest import Hasher
 from store.errors import REMOVED_IN_FLIGHT_HINT, ModelStoreError, ObjectMissingError, SafetensorsError
 from store.objects import ObjectStore, PutResult, StoredTensor, Batch
-from store.tensorfile import TensorFileHeader, TensorSpec, canonical_header, header_length, parse_header
+from store.tensors.tensorfile import TensorFileHeader, TensorSpec, canonical_header, header_length, parse_header
 
 # Tensors up to this size are gathered in memory before anything of them is written.
 GATHER_BYTES = 32 << 20

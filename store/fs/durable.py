@@ -1,11 +1,11 @@
 """Durability: fsync of files and folders (several at once), and early writeback.
 
-Part of ``store.fsops`` (which re-exports these names: callers use ``fsops.fsync``): each
-operation counts one step at the fault seam (``store.faults``) and maps a full disk to
+Part of ``store.fs.fsops`` (which re-exports these names: callers use ``fsops.fsync``): each
+operation counts one step at the fault seam (``store.fs.faults``) and maps a full disk to
 ``StoreIOError``, as every operation there does. Apart because the parallel fsync and the
 ``sync_file_range`` lookup are a job of their own.
 
-It may import only the standard library, ``store.errors`` and ``store.faults``.
+It may import only the standard library, ``store.errors`` and ``store.fs.faults``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from store.errors import disk_full_error as _wrap
-from store.faults import no_space as _no_space, step as _step
+from store.fs.faults import no_space as _no_space, step as _step
 
 _SYNC_FILE_RANGE_WRITE = 2
 
