@@ -58,17 +58,7 @@ def fsync(fd: int, path: Path) -> None:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
-    fail = _step("fsync", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _fsync_path(path, os.O_DIRECTORY)
 
 
 def fsync_files(files: list[tuple[int, Path]]) -> None:
@@ -82,12 +72,12 @@ def fsync_paths(paths: list[Path]) -> None:
     _all_at_once(_fsync_path, paths)
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_path(path: Path, flags: int = os.O_NOFOLLOW) -> None:
     fail = _step("fsync", path)
     try:
         if fail:
             raise _no_space(path)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
         try:
             os.fsync(fd)
         finally:
