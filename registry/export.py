@@ -237,23 +237,69 @@ def check_blob(objects: ObjectStore, digest: str) -> None:
         raise CorruptObjectError(digest, path, None, "its bytes no longer match its name")
 
 
-def _copy_blob(objects: ObjectStore, digest: str, skip: int, fd: int | None, at: int, upstream: _Upstream) -> int:
-    """Copy the (checked) blob ``digest`` from byte ``skip`` on into ``fd`` at offset ``at``;
-    return the bytes copied. The copy is the kernel's (``copy_file_range``: no Python
-    buffers); the upstream hash, if any, reads the blob's mapped pages."""
+def _hash_blob(objects: ObjectStore, digest: str, skip: int, upstream: _Upstream) -> int:
+    """Feed the (checked) blob ``digest`` from byte ``skip`` on to the upstream hash, from its
+    mapped pages; return its byte count from ``skip``."""
     path = objects.path(digest)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if upstream.hash is not None and size > skip:
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
                 upstream.update(view[skip:])
-        count, src = (size - skip, skip) if fd is not None else (0, 0)  # None: hash only
+    return max(size - skip, 0)
+
+
+def _copy_blob(objects: ObjectStore, digest: str, skip: int, fd: int, at: int) -> int:
+    """Copy the (checked) blob ``digest`` from byte ``skip`` on into ``fd`` at offset ``at``;
+    return the bytes copied. The copy is the kernel's (``copy_file_range``: no Python buffers)."""
+    path = objects.path(digest)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        count, src = size - skip, skip
         while count > 0:
             done = os.copy_file_range(f.fileno(), fd, count, src, at)
             if done == 0:
                 raise OSError(errno.EIO, f"copy_file_range stopped short copying {path}")
             count, src, at = count - done, src + done, at + done
     return max(size - skip, 0)
+
+
+class _Copier:
+    """Copies blobs into one output file from a thread of its own, in order, while the caller
+    feeds the same bytes to the upstream hash: one SHA-256 over a file cannot be split, so
+    it sets the pace, and the copies and their writeback go on beside it rather than after
+    each blob's hash. ``fd`` None (hash only): nothing is copied."""
+
+    def __init__(self, objects: ObjectStore, fd: int | None):
+        self.objects, self.fd = objects, fd
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-copy") if fd is not None else None
+        self.copies: list = []
+        self.started = 0  # bytes whose writeback was started: the disk works while the copy goes on
+
+    def submit(self, digest: str, skip: int, at: int) -> None:
+        if self.pool is not None:
+            self.copies.append(self.pool.submit(self._copy, digest, skip, at))
+
+    def _copy(self, digest: str, skip: int, at: int) -> None:
+        end = at + _copy_blob(self.objects, digest, skip, self.fd, at)
+        if end - self.started >= WRITEBACK_STEP:
+            fsops.start_writeback(self.fd)
+            self.started = end
+
+    def __enter__(self) -> _Copier:
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        """Wait for every copy; the first copy's error is raised (after the caller's own)."""
+        if self.pool is None:
+            return
+        if kind is not None:
+            for copy in self.copies:
+                copy.cancel()
+        self.pool.shutdown(wait=True)
+        if kind is None:
+            for copy in self.copies:
+                copy.result()
 
 
 def _checked_ahead(objects: ObjectStore, digests: list[str]) -> Iterator[str]:
@@ -283,7 +329,9 @@ def _blob_writer(objects: ObjectStore, digest: str, f: OriginFile | None, relpat
     def write(fd: int, progress: Callable[[int], None]) -> None:
         upstream = _Upstream(f, relpath)
         check_blob(objects, digest)
-        written = _copy_blob(objects, digest, 0, fd, 0, upstream)
+        written = _hash_blob(objects, digest, 0, upstream)
+        if fd is not None:
+            _copy_blob(objects, digest, 0, fd, 0)
         progress(written)
         upstream.check(written)
     return write
@@ -307,21 +355,19 @@ def _weight_writer(objects: ObjectStore, manifest: Manifest, f: OriginFile, head
         written = len(header)
         specs = sorted(specs, key=lambda s: s.start)
         checked = _checked_ahead(objects, [manifest.tensors[spec.name].digest for spec in specs])
-        started = 0  # bytes whose writeback was started: the disk works while the copy goes on
-        for spec, _ in zip(specs, checked):
-            if spec.start > written:  # a gap in the data section (never seen): zeros
-                gap = bytes(spec.start - written)
-                _write_all(fd, gap, written)
-                upstream.update(gap)
-                written = spec.start
-            t = manifest.tensors[spec.name]
-            skip = len(canonical_header(spec.name, t.dtype, t.shape, t.nbytes))
-            copied = _copy_blob(objects, t.digest, skip, fd, written, upstream)
-            written += copied
-            if fd is not None and written - started >= WRITEBACK_STEP:
-                fsops.start_writeback(fd)
-                started = written
-            progress(copied)
+        with _Copier(objects, fd) as copier:
+            for spec, _ in zip(specs, checked):
+                if spec.start > written:  # a gap in the data section (never seen): zeros
+                    gap = bytes(spec.start - written)
+                    _write_all(fd, gap, written)
+                    upstream.update(gap)
+                    written = spec.start
+                t = manifest.tensors[spec.name]
+                skip = len(canonical_header(spec.name, t.dtype, t.shape, t.nbytes))
+                copier.submit(t.digest, skip, written)
+                size = _hash_blob(objects, t.digest, skip, upstream)
+                written += size
+                progress(size)
         upstream.check(written)
     return write
 
