@@ -14,6 +14,7 @@ import sys
 BENCHMARKS = {
     "import_local": "local import vs cp -r; re-import under a second name (issue 2)",
     "hub_import": "Hub import through the loopback server vs snapshot_download (issue 3)",
+    "hub_transfers": "ranged parallel Hub transfers through a CDN-like server; resume after SIGKILL (issue 23)",
     "validate": "deep validation throughput vs sha256sum (issue 4)",
     "load": "loading from the store vs from_pretrained of the original folder (issue 5)",
     "checkpoint": "saving a 75%-frozen fine-tune's checkpoint vs saving every tensor (issue 6)",
