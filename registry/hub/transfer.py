@@ -13,7 +13,9 @@ How one file is fetched (``RangedFile.run``):
    resolve URL answers them over plain HTTP;
 3. what is still missing is cut into ranges (``range_size``, 32 MB by default) that up to
    ``connections`` workers fetch with ``Range`` requests, each writing its bytes at their
-   offset (``pwrite``). The connections are shared by every file of the import (one
+   offset (``pwrite``). Workers are added one at a time, while each raises the file's rate
+   (a link that limits each connection gets them all; a machine that is itself the limit
+   keeps its CPU for hashing). The connections are shared by every file of the import (one
    semaphore per ``HubRepo``), so several files in parallel never use more;
 4. the calling thread feeds the received prefix, in file order, from the partial (its pages
    are still in the page cache) to the sink: the same ``Sink``/``StreamSink`` as a single
@@ -56,6 +58,8 @@ if TYPE_CHECKING:
     from registry.hub.sink import Sink
 
 ENV_CONNECTIONS = "MODELSTORE_HUB_CONNECTIONS"
+# A connection is added while the last one raised the file's rate by this factor or more.
+GROWTH = 1.1
 ENV_RANGE_MB = "MODELSTORE_HUB_RANGE_MB"
 ENV_RETRIES = "MODELSTORE_HUB_RETRIES"
 ENV_BACKOFF = "MODELSTORE_HUB_BACKOFF_S"
@@ -167,6 +171,14 @@ class RangedFile:
         self.unsaved = 0
         self.save_every = max(1 << 20, min(settings.range_size, 16 << 20) // 2)
         self.location: str | None = None
+        self.threads: list[threading.Thread] = []
+        # Connections are added one at a time while each addition raises the file's rate
+        # (``_after_range``): where the link limits a connection (a CDN) they grow to
+        # ``settings.connections``; where the machine is the limit (loopback, 2 cores) a
+        # second one that adds nothing stops the growth, and the CPU goes to hashing.
+        self.growing = True
+        self.window = [time.monotonic(), 0, 0]  # start, bytes, ranges finished at this count
+        self.last_rate: float | None = None
         self.timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
         self.chunk = max(1024, min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20))
 
@@ -178,13 +190,10 @@ class RangedFile:
             for start in range(a, b, self.settings.range_size):
                 self.todo.append((start, min(b, start + self.settings.range_size)))
         self.progress(self.partial.resumed)
-        threads = []
-        if self.todo:
-            for i in range(min(self.settings.connections, len(self.todo))):
-                t = threading.Thread(target=self._worker, name=f"hub-range {self.file.path} {i}", daemon=True)
-                self.running += 1
-                threads.append(t)
-                t.start()
+        with self.cond:
+            self.window[0] = time.monotonic()
+            if self.todo:
+                self._spawn()
         try:
             self._feed()
         finally:
@@ -192,10 +201,39 @@ class RangedFile:
                 if self.failure is None:
                     self.failure = _Stopped()
                 self.cond.notify_all()
+                threads = list(self.threads)  # no worker is added once ``failure`` is set
             for t in threads:
                 t.join()
             with self.cond:
                 self._save()
+
+    def _spawn(self) -> None:
+        """One more worker (``cond`` held)."""
+        t = threading.Thread(target=self._worker, name=f"hub-range {self.file.path} {len(self.threads)}",
+                             daemon=True)
+        self.running += 1
+        self.threads.append(t)
+        t.start()
+
+    def _after_range(self, size: int) -> None:
+        """A range of ``size`` bytes arrived (``cond`` held): once every worker of the current
+        count has finished one, add a connection if the file's rate over that window grew by
+        at least ``GROWTH`` since the last one was added; otherwise stop adding."""
+        if not self.growing:
+            return
+        start, window_bytes, ranges = self.window
+        self.window = [start, window_bytes + size, ranges + 1]
+        if ranges + 1 < len(self.threads):
+            return
+        now = time.monotonic()
+        rate = (window_bytes + size) / max(now - start, 1e-6)
+        self.window = [now, 0, 0]
+        if self.last_rate is not None and rate < GROWTH * self.last_rate:
+            self.growing = False
+            return
+        self.last_rate = rate
+        if len(self.threads) < self.settings.connections and len(self.todo) > 0 and self.failure is None:
+            self._spawn()
 
     def _feed(self) -> None:
         fed = 0
@@ -229,6 +267,8 @@ class RangedFile:
                         return
                     a, b = self.todo.popleft()
                 self._fetch(a, b)
+                with self.cond:
+                    self._after_range(b - a)
         except _Stopped:
             pass
         except BaseException as e:  # noqa: BLE001 - handed to the feeding thread
