@@ -25,7 +25,7 @@ from store.digest import digest_bytes, digest_fd
 from store.errors import REMOVED_IN_FLIGHT_HINT, CorruptObjectError, ObjectMissingError, SourceChangedError
 from store.layout import OBJECT_MODE, Layout
 from store.tensors.tensorfile import TensorSpec, canonical_header, read_header
-from store.tensors.tensorsplit import Copied, copy_tensor, hashed_copies
+from store.tensors.tensorsplit import Copied, hashed_copies, map_source
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,6 @@ class ObjectStore:
             return PutResult(digest, copied.size, written=False)
         return batch.add(copied.fd, copied.tmp, digest, source, hashed_as_written=True, writeback=False)
 
-    def _put_tensor(self, src: int, mapped: mmap.mmap | None, spec: TensorSpec,
-                    source: Path) -> tuple[int, Path]:
-        """A temp file holding ``spec``'s canonical blob, copied from the source (not yet
-        hashed): ``store.tensors.tensorsplit.copy_tensor``."""
-        return copy_tensor(self, src, mapped, spec, source)
-
     def missing_bytes(self, source: Path) -> int:
         """Bytes that storing ``source`` would write: its blobs not yet in the store.
 
@@ -184,7 +178,10 @@ class ObjectStore:
                 return 0 if self.size(digest_fd(src)) == size else size
             header = read_header(source, size, fd=src)
             missing = 0
-            with _map(src, size > header.data_start) as mapped:
+            with map_source(src, size > header.data_start) as mapped:
+                if mapped is None and size > header.data_start:  # cannot map it: count it all
+                    return sum(len(canonical_header(t.name, t.dtype, t.shape, t.nbytes)) + t.nbytes
+                               for t in header.tensors)
                 for spec in header.tensors:
                     digest, blob_size = _tensor_digest(mapped, spec)
                     if self.size(digest) != blob_size:
@@ -350,16 +347,6 @@ def _tensor_digest(mapped: mmap.mmap | None, spec: TensorSpec) -> tuple[str, int
         return digest_bytes(head), len(head)
     with memoryview(mapped)[spec.start:spec.end] as data:
         return digest_bytes(head, data), len(head) + spec.nbytes
-
-
-@contextmanager
-def _map(fd: int, has_data: bool) -> Iterator[mmap.mmap | None]:
-    """A read-only map of the whole file; None when it holds no tensor bytes (mmap refuses 0)."""
-    if not has_data:
-        yield None
-        return
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-        yield mapped
 
 
 @contextmanager

@@ -86,13 +86,13 @@ def hashed_copies(store: ObjectStore, batch: Batch, src: int, has_data: bool, sp
     from concurrent.futures import ThreadPoolExecutor  # only commands that split files need threads
 
     pending: deque[Copied] = deque()
-    with _map(src, has_data) as mapped, \
+    with map_source(src, has_data) as mapped, \
             ThreadPoolExecutor(1, thread_name_prefix="modelstore-writeback") as writeback, \
             ThreadPoolExecutor(1, thread_name_prefix="modelstore-hash") as hashing:
 
         def copies() -> Iterator[Copied]:
             for spec in specs:
-                fd, tmp = store._put_tensor(src, mapped, spec, source)
+                fd, tmp = copy_tensor(store, src, mapped, spec, source)
                 digest = hashing.submit(_hash_then_write_back, store, batch, fd, writeback)
                 pending.append(Copied(spec, fd, tmp, os.fstat(fd).st_size, digest))
                 while len(pending) > _AHEAD or (pending and pending[0].digest.done()):
@@ -154,17 +154,12 @@ def _populate(mapped: mmap.mmap, start: int, end: int) -> None:
         pass
 
 
-def _hash_copy(store: ObjectStore, fd: int) -> str:
-    """Digest of the temp file as written (in the hash worker)."""
-    return digest_fd(fd)
-
-
 def _hash_then_write_back(store: ObjectStore, batch: Batch, fd: int, writeback: ThreadPoolExecutor) -> str:
     """The digest of the copy; a blob the store lacks starts its writeback in the writeback
     worker (the kernel may block it on a busy disk; neither copy nor hash waits for that),
     and gets its fan-out folder now rather than when the batch is published; one the store
     holds is dropped before its pages are written."""
-    digest = _hash_copy(store, fd)
+    digest = digest_fd(fd)  # the temp file as written
     if store.size(digest) != os.fstat(fd).st_size:
         writeback.submit(_start_writeback, os.dup(fd))
         batch.make_folder(digest)
@@ -187,7 +182,7 @@ def _wait_quietly(future: Future) -> None:
 
 
 @contextmanager
-def _map(fd: int, has_data: bool) -> Iterator[mmap.mmap | None]:
+def map_source(fd: int, has_data: bool) -> Iterator[mmap.mmap | None]:
     """A read-only map of the whole file; None when it holds no tensor bytes (mmap refuses 0)
     or the filesystem cannot map it (then the kernel copies with ``copy_file_range``)."""
     if not has_data:

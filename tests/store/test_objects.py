@@ -97,15 +97,15 @@ def test_a_source_rewritten_after_its_tensor_was_copied_gives_a_blob_named_by_it
 
     path = tmp_path / "m.safetensors"
     save_file({"big": torch.zeros(64, 33), "small": torch.arange(3, dtype=torch.int32)}, path)
-    real = store.tensors.tensorsplit._hash_copy
+    real = store.tensors.tensorsplit.digest_fd
 
-    def rewrite_then_hash(store_, fd):
+    def rewrite_then_hash(fd):
         with open(path, "r+b") as f:  # someone writes into the source meanwhile
             f.seek(-1, os.SEEK_END)
             f.write(b"\x01")
-        return real(store_, fd)
+        return real(fd)
 
-    monkeypatch.setattr(store.tensors.tensorsplit, "_hash_copy", rewrite_then_hash)
+    monkeypatch.setattr(store.tensors.tensorsplit, "digest_fd", rewrite_then_hash)
     stored = objects.put_tensors(path)
     for item in stored:
         assert objects.rehash(item.put.digest) == item.put.digest
@@ -115,14 +115,16 @@ def test_a_source_rewritten_after_its_tensor_was_copied_gives_a_blob_named_by_it
 def test_a_source_truncated_under_the_copy_is_refused_and_leaves_nothing(objects, tmp_path, monkeypatch):
     path = tmp_path / "m.safetensors"
     save_file({"a": torch.zeros(64, 64), "b": torch.ones(64, 64)}, path)
-    real = ObjectStore._put_tensor
+    import store.tensors.tensorsplit
 
-    def truncate_then_copy(self, src, mapped, spec, source):
+    real = store.tensors.tensorsplit.copy_tensor
+
+    def truncate_then_copy(objects_, src, mapped, spec, source):
         if spec.name == "b":
             os.truncate(path, spec.start + 8)
-        return real(self, src, mapped, spec, source)
+        return real(objects_, src, mapped, spec, source)
 
-    monkeypatch.setattr(ObjectStore, "_put_tensor", truncate_then_copy)
+    monkeypatch.setattr(store.tensors.tensorsplit, "copy_tensor", truncate_then_copy)
     with pytest.raises(SourceChangedError, match="m.safetensors"):
         objects.put_tensors(path)
     assert list(objects.layout.iter_object_paths()) == []

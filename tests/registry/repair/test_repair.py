@@ -442,24 +442,24 @@ def test_repair_stopped_by_a_full_disk_loses_nothing_and_a_second_run_finishes(s
     import errno
 
     from store.errors import StoreIOError
-    from store.objects import ObjectStore
+    from store.tensors import tensorsplit
 
     digest = s.tensor("a", EXCLUSIVE)
     good, b_before = s.obj(digest).read_bytes(), s.snapshot("b")
     flip_bit(s.obj(digest))
     bad = s.obj(digest).read_bytes()
-    real_put = ObjectStore._put_tensor
+    real_copy = tensorsplit.copy_tensor
 
-    def disk_full(self, *args, **kwargs):
-        raise StoreIOError(self.layout.tmp, OSError(errno.ENOSPC, "No space left on device"))
+    def disk_full(objects, *args, **kwargs):
+        raise StoreIOError(objects.layout.tmp, OSError(errno.ENOSPC, "No space left on device"))
 
-    monkeypatch.setattr(ObjectStore, "_put_tensor", disk_full)
+    monkeypatch.setattr(tensorsplit, "copy_tensor", disk_full)
     first = fix(s.ws)
     assert any("ENOSPC" in w for w in first.outcome.warnings) and len(first.outcome.failed) == 1
     assert [f.code for f in first.after.errors] == ["object-missing"]
     [item] = quarantined(s, "objects")
     assert (item.folder / digest).read_bytes() == bad  # the damaged bytes are kept, not lost
-    monkeypatch.setattr(ObjectStore, "_put_tensor", real_put)
+    monkeypatch.setattr(tensorsplit, "copy_tensor", real_copy)
     second = fix(s.ws)
     assert step_kinds(second) == ["restore-object"] and s.obj(digest).read_bytes() == good
     repaired(s, second, b_before)
