@@ -89,6 +89,22 @@ def test_put_tensor_from_memory_matches_split_blob(objects, tmp_path):
     assert from_memory.digest == split.put.digest and not from_memory.written
 
 
+@pytest.mark.parametrize("chunk", [4096, 8192])
+def test_a_tensor_of_many_write_chunks_is_copied_whole(objects, tmp_path, monkeypatch, chunk):
+    """The split writes a tensor in chunks that end on chunk boundaries of the blob (whose
+    header is not a multiple of the chunk): a first short chunk, whole ones, a short last."""
+    from store.tensors import tensorsplit
+
+    monkeypatch.setattr(tensorsplit, "WRITE_CHUNK", chunk)
+    tensors = {"big": torch.randn(3 * chunk + 123), "small": torch.randn(3)}
+    save_file(tensors, tmp_path / "m.safetensors")
+    stored = {item.spec.name: item for item in objects.put_tensors(tmp_path / "m.safetensors")}
+    for name, tensor in tensors.items():
+        assert torch.equal(load_file(objects.path(stored[name].put.digest))[name], tensor)
+        assert stored[name].put.digest == objects.put_tensor(
+            name, "F32", list(tensor.shape), tensor.numpy().tobytes()).digest
+
+
 def test_a_source_rewritten_after_its_tensor_was_copied_gives_a_blob_named_by_its_own_bytes(
         objects, tmp_path, monkeypatch):
     """The digest is taken from the temp file, not the source: a source rewritten between the
