@@ -149,7 +149,7 @@ class Partial:
     def write(self, data: bytes | memoryview, offset: int) -> None:
         view = memoryview(data)
         while view:
-            n = os.pwrite(self.fd, view, offset)
+            n = os.pwrite(self.fd, view[:fsops.WRITE_CHUNK], offset)
             view, offset = view[n:], offset + n
 
     def save(self, spans: list[tuple[int, int]]) -> None:

@@ -5,7 +5,7 @@ kernel and read once by the hash, and the two overlap:
 
 1. **copy**: the blob's canonical header, then the tensor's bytes, go into a fresh temp file
    with ``write`` straight from a read-only map of the source: no Python buffer, no
-   ``pread`` into private memory. Writes of 512 KB, aligned in the blob (``WRITE_CHUNK``;
+   ``pread`` into private memory. Writes of 512 KB, aligned in the blob (``fsops.WRITE_CHUNK``;
    not ``copy_file_range``, which splices 4 KB pages), from source pages mapped right
    before (``_populate``), let the page cache hold the blob as 512 KB folios, so a model
    mapped from the store later faults its weights in per folio, not per 4 KB page;
@@ -134,26 +134,13 @@ def copy_tensor(store: ObjectStore, src: int, mapped: mmap.mmap | None, spec: Te
     return fd, tmp
 
 
-# Bytes per ``write``, and so the largest folio a blob's page cache gets. Measured on the
-# 2-core VM (bench/import_local.py and a probe that maps every blob and touches each page,
-# 2026-12-07): one write per tensor took the 1 GB import 1.9-2.4 s (median) whenever a copy's
-# pages had just been freed, 2-8 MB writes 1.05-1.27 s with rounds up to 2.5 s, 256-512 KB
-# writes 0.9-1.08 s with no such round. The VM hands freed memory back to its host in 2 MB
-# blocks (free page reporting), which the host must back again at first touch: 2 MB folios
-# land on exactly those. 512 KB folios still map 128 pages per fault for a later load (the
-# touch probe: 0.036 s, 0.03 s for 2 MB folios, 0.07 s for 64 KB ones). Within one ``write``
-# the kernel also halves its chunk after any short copy (a source page unmapped meanwhile)
-# and never grows it back, so bounded writes keep one hiccup from costing a whole tensor.
-WRITE_CHUNK = 512 << 10
-
-
 def _write_from_map(fd: int, mapped: mmap.mmap, start: int, end: int, at: int, tmp: Path) -> None:
     """Write ``mapped[start:end]`` to ``fd`` (at file offset ``at``) in chunks that end on
-    ``WRITE_CHUNK`` boundaries of the file, so each chunk fills whole aligned folios; each
+    ``fsops.WRITE_CHUNK`` boundaries of the file, so each chunk fills whole aligned folios; each
     chunk's source pages are mapped right before its write."""
     with memoryview(mapped) as whole:
         while start < end:
-            stop = min(end, start + WRITE_CHUNK - at % WRITE_CHUNK)
+            stop = min(end, start + fsops.WRITE_CHUNK - at % fsops.WRITE_CHUNK)
             _populate(mapped, start, stop)
             with whole[start:stop] as data:
                 fsops.write_all(fd, data, tmp)

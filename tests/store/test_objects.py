@@ -93,9 +93,9 @@ def test_put_tensor_from_memory_matches_split_blob(objects, tmp_path):
 def test_a_tensor_of_many_write_chunks_is_copied_whole(objects, tmp_path, monkeypatch, chunk):
     """The split writes a tensor in chunks that end on chunk boundaries of the blob (whose
     header is not a multiple of the chunk): a first short chunk, whole ones, a short last."""
-    from store.tensors import tensorsplit
+    from store.fs import fsops
 
-    monkeypatch.setattr(tensorsplit, "WRITE_CHUNK", chunk)
+    monkeypatch.setattr(fsops, "WRITE_CHUNK", chunk)
     tensors = {"big": torch.randn(3 * chunk + 123), "small": torch.randn(3)}
     save_file(tensors, tmp_path / "m.safetensors")
     stored = {item.spec.name: item for item in objects.put_tensors(tmp_path / "m.safetensors")}
