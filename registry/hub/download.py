@@ -50,7 +50,8 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 from registry.hub.partial import Partial
 from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
-from registry.hub.transfer import RangedFile, SharedProgress, StaleResumeError, TransferSettings, open_partial
+from registry.hub.settings import SharedProgress, TransferSettings
+from registry.hub.transfer import RangedFile, StaleResumeError, open_partial
 from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,

@@ -32,7 +32,7 @@ class HubRepoNotFoundError(HubError, LookupError):
     """The Hub says the repo does not exist, or hides it (private) from this token."""
 
     def __init__(self, repo_id: str, endpoint: str, with_token: bool):
-        hint = (f"check the repo id; if the repo is private, make sure your token has access to it"
+        hint = ("check the repo id; if the repo is private, make sure your token has access to it"
                 if with_token else f"check the repo id; if the repo is private, {_TOKEN_HINT}")
         super().__init__(repo_id, f"repo {repo_id!r} was not found on {endpoint}", hint)
 

@@ -80,7 +80,7 @@ from registry.hub import mirror
 from registry.hub.errors import HubGatedRepoError, HubInterruptedError
 from registry.hub.partial import kept_partials
 from registry.hub.shards import StoredShard, reuse_shard, stored_shards
-from registry.hub.transfer import SharedProgress, TransferSettings
+from registry.hub.settings import SharedProgress, TransferSettings
 from store.errors import CorruptObjectError, ModelStoreError
 from store.manifest import FileEntry, HubOrigin, Manifest
 from store.tensors.tensorstream import TensorStream

@@ -17,10 +17,12 @@ How one file is fetched (``RangedFile.run``):
    (a link that limits each connection gets them all; a machine that is itself the limit
    keeps its CPU for hashing). The connections are shared by every file of the import (one
    semaphore per ``HubRepo``), so several files in parallel never use more;
-4. the calling thread feeds the received prefix, in file order, from the partial (its pages
-   are still in the page cache) to the sink: the same ``Sink``/``StreamSink`` as a single
-   stream, which hashes every byte (sha256 or git blob id) and hands it on to the tensor
-   split. So verification and ordering are exactly those of one stream: a resumed file is
+4. the calling thread feeds the received prefix, in file order, to the sink: chunks a
+   connection has just written to the partial are taken from memory (up to
+   ``TransferSettings.held`` bytes: on one fast connection nothing is read back), the rest
+   is read back from the partial (its pages are still in the page cache). The sink is the
+   same ``Sink``/``StreamSink`` as a single stream, which hashes every byte (sha256 or git
+   blob id) and hands it on to the tensor split. So verification and ordering are exactly those of one stream: a resumed file is
    re-hashed from its first byte, and blobs are published only after the whole file matched;
 5. a range that fails (reset, truncated body, HTTP 408/429/5xx, no byte for
    ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds) is retried on its own from the byte it reached, after
@@ -40,7 +42,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,76 +51,18 @@ import httpx2
 from huggingface_hub import constants
 from huggingface_hub.utils import get_session, hf_raise_for_status
 
-from registry.hub.errors import HubConfigError, HubDownloadError
+from registry.hub.errors import HubDownloadError
 from registry.hub.partial import Partial
+from registry.hub.settings import TransferSettings
 
 if TYPE_CHECKING:
     from registry.hub.download import RemoteFile
     from registry.hub.sink import Sink
 
-ENV_CONNECTIONS = "MODELSTORE_HUB_CONNECTIONS"
 # A connection is added while the last one raised the file's rate by this factor or more.
 GROWTH = 1.1
-ENV_RANGE_MB = "MODELSTORE_HUB_RANGE_MB"
-ENV_RETRIES = "MODELSTORE_HUB_RETRIES"
-ENV_BACKOFF = "MODELSTORE_HUB_BACKOFF_S"
-DEFAULT_CONNECTIONS = 8
-DEFAULT_RANGE_MB = 32.0
 RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 MAX_RETRY_AFTER_S = 60.0
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    connections: int = DEFAULT_CONNECTIONS  # at once, for the whole import
-    range_size: int = int(DEFAULT_RANGE_MB * (1 << 20))
-    retries: int = 5  # failures of one range in a row, without a byte of progress
-    backoff_s: float = 0.5  # the first wait; doubled each time, up to max_backoff_s
-    max_backoff_s: float = 8.0
-    feed_chunk: int = 8 << 20  # what the feeder reads back at once
-
-    @classmethod
-    def configured(cls, connections: int | None = None) -> TransferSettings:
-        """``connections`` (``--connections``), else ``MODELSTORE_HUB_CONNECTIONS``, else 8;
-        the range size from ``MODELSTORE_HUB_RANGE_MB`` (default 32)."""
-        def number(name: str, kind: type, default, low):
-            raw = os.environ.get(name)
-            if raw is None or raw.strip() == "":
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                value = None
-            if value is None or value < low:
-                raise HubConfigError(name, raw, f"a number of at least {low}")
-            return value
-
-        if connections is not None and connections < 1:
-            raise HubConfigError("--connections", str(connections), "a number of at least 1")
-        conns = connections or number(ENV_CONNECTIONS, int, DEFAULT_CONNECTIONS, 1)
-        range_mb = number(ENV_RANGE_MB, float, DEFAULT_RANGE_MB, 0.001)
-        return cls(connections=conns, range_size=max(1024, int(range_mb * (1 << 20))),
-                   retries=number(ENV_RETRIES, int, 5, 0), backoff_s=number(ENV_BACKOFF, float, 0.5, 0.0))
-
-
-class SharedProgress:
-    """One progress bar for a whole import (bytes, rate, ETA), fed by every connection."""
-
-    def __init__(self, bar_class: type | None, total: int, desc: str = "download"):
-        self.lock = threading.Lock()
-        self.bar = None
-        if bar_class is not None:
-            self.bar = bar_class(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                                 mininterval=0.5)
-
-    def __call__(self, n: int) -> None:
-        if self.bar is not None and n:
-            with self.lock:
-                self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class _Retry(Exception):
@@ -169,6 +112,10 @@ class RangedFile:
         self.todo: collections.deque[tuple[int, int]] = collections.deque()
         self.running = 0
         self.unsaved = 0
+        # Chunks just written to the partial, by offset, for the feeder to take without
+        # reading them back (``_mark``); at most ``settings.held`` bytes.
+        self.fresh: dict[int, bytes | memoryview] = {}
+        self.held = 0
         self.save_every = max(1 << 20, min(settings.range_size, 16 << 20) // 2)
         self.location: str | None = None
         self.threads: list[threading.Thread] = []
@@ -250,12 +197,29 @@ class RangedFile:
                     if self.running == 0:
                         raise HubDownloadError(self.repo_id, f"{self.file.path}: bytes {fed}- never arrived")
                     self.cond.wait(0.25)
-            n = min(end - fed, self.settings.feed_chunk)
-            data = os.pread(self.partial.fd, n, fed)
-            if len(data) != n:
-                raise HubDownloadError(self.repo_id, f"{self.partial.data} is shorter than its record says")
+                data = self._take_fresh(fed)
+            if data is None:  # not held (the feeder fell behind, or resumed bytes): read back
+                n = min(end - fed, self.settings.feed_chunk, self._next_fresh(fed) - fed)
+                data = os.pread(self.partial.fd, n, fed)
+                if len(data) != n:
+                    raise HubDownloadError(self.repo_id, f"{self.partial.data} is shorter than its record says")
             self.sink.write(data)
-            fed += n
+            fed += len(data)
+
+    def _take_fresh(self, fed: int) -> bytes | memoryview | None:
+        """The held chunk starting at ``fed``, if any (``cond`` held); held chunks the feed has
+        passed (a whole-file stream after the server ignored ``Range``) are dropped."""
+        data = self.fresh.pop(fed, None)
+        if data is not None:
+            self.held -= len(data)
+        for start in [s for s in self.fresh if s < fed]:
+            self.held -= len(self.fresh.pop(start))
+        return data
+
+    def _next_fresh(self, fed: int) -> int:
+        """Where the first held chunk after ``fed`` starts: a read-back stops there."""
+        with self.cond:
+            return min((s for s in self.fresh if s > fed), default=self.size)
 
     # --- workers ---------------------------------------------------------------------------
 
@@ -350,8 +314,9 @@ class RangedFile:
                     if not chunk:
                         continue
                     n = min(len(chunk), b - pos)
-                    self.partial.write(memoryview(chunk)[:n], pos)
-                    self._mark(pos, pos + n)
+                    piece = memoryview(chunk)[:n] if n < len(chunk) else chunk
+                    self.partial.write(piece, pos)
+                    self._mark(pos, pos + n, piece)
                     pos = span[2] = pos + n
                     if pos >= b:
                         break
@@ -361,9 +326,13 @@ class RangedFile:
         if pos < b:
             raise _Retry(httpx2.RemoteProtocolError("the body ended before the range did"))
 
-    def _mark(self, a: int, b: int) -> None:
+    def _mark(self, a: int, b: int, data: bytes | memoryview) -> None:
+        """Bytes ``[a, b)`` (``data``) are in the partial; kept for the feeder while it has room."""
         with self.cond:
             new = self.partial.received.add(a, b)
+            if new == b - a and self.held + new <= self.settings.held:
+                self.fresh[a] = data
+                self.held += new
             self.unsaved += new
             if self.unsaved >= self.save_every:
                 self._save()

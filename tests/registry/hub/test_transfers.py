@@ -3,7 +3,6 @@ per-range retries, servers that ignore Range, resume after a kill (real SIGKILL 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -73,6 +72,37 @@ def test_parallel_ranges_give_the_same_blobs_and_manifest_as_one_stream(workspac
     monkeypatch.setenv("MODELSTORE_HUB_RANGE_MB", "64")
     single = import_from_hub(Workspace.open(tmp_path / "single"), REPO, assume_yes=True, connections=1)
     assert manifest_view(parallel) == manifest_view(single)
+    assert sorted(os.listdir(workspace.layout.tmp)) == []
+
+
+def test_bytes_just_received_are_fed_from_memory_and_give_what_reading_back_gives(
+        workspace, hub_server, tiny_model, monkeypatch, tmp_path):
+    """The feeder takes chunks a connection just wrote to the partial from memory (no read
+    back); with no room to hold any, it reads every byte back: the same blobs either way."""
+    import dataclasses
+
+    from registry.hub import settings, transfer
+
+    publish(hub_server, tiny_model, shards=2)
+    fed = {"memory": 0, "read back": 0}
+    take = transfer.RangedFile._take_fresh
+
+    def counted(self, at):
+        data = take(self, at)
+        fed["memory" if data is not None else "read back"] += 1
+        return data
+
+    monkeypatch.setattr(transfer.RangedFile, "_take_fresh", counted)
+    held = import_from_hub(workspace, REPO, assume_yes=True, connections=2)
+    assert fed["memory"] > 0
+
+    configured = settings.TransferSettings.configured
+    monkeypatch.setattr(settings.TransferSettings, "configured",
+                        classmethod(lambda cls, c=None: dataclasses.replace(configured(c), held=0)))
+    fed.update({"memory": 0, "read back": 0})
+    read_back = import_from_hub(Workspace.open(tmp_path / "ref"), REPO, assume_yes=True, connections=2)
+    assert fed["memory"] == 0 and fed["read back"] > 0
+    assert manifest_view(held) == manifest_view(read_back)
     assert sorted(os.listdir(workspace.layout.tmp)) == []
 
 
