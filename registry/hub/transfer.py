@@ -22,8 +22,9 @@ How one file is fetched (``RangedFile.run``):
    ``TransferSettings.held`` bytes: on one fast connection nothing is read back), the rest
    is read back from the partial (its pages are still in the page cache). The sink is the
    same ``Sink``/``StreamSink`` as a single stream, which hashes every byte (sha256 or git
-   blob id) and hands it on to the tensor split. So verification and ordering are exactly those of one stream: a resumed file is
-   re-hashed from its first byte, and blobs are published only after the whole file matched;
+   blob id) and hands it on to the tensor split. So verification and ordering are exactly
+   those of one stream: a resumed file is re-hashed from its first byte, and blobs are
+   published only after the whole file matched;
 5. a range that fails (reset, truncated body, HTTP 408/429/5xx, no byte for
    ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds) is retried on its own from the byte it reached, after
    a backoff (``Retry-After`` when the server gives one); a range that keeps failing without
