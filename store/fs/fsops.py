@@ -112,10 +112,10 @@ def make_temp_dir(directory: Path, prefix: str) -> Path:
     return path
 
 
-# Bytes per ``write``, so the largest folio a new file's page cache gets: 2 MB folios land on
-# the 2 MB blocks this VM hands back to its host once freed, which the host must back again
-# at first touch (a 1 GB local import: 1.9-2.4 s with one write per tensor, 0.9-1.1 s so).
-WRITE_CHUNK = 512 << 10
+# Bytes per ``write``, so the largest folio a new file's page cache gets. Measured, a 1 GB
+# local import right after a copy's pages were freed: one write per tensor 1.9-2.4 s, 512 KB
+# writes 1.8-2.0 s, 256 KB 0.9-1.2 s (this VM hands freed 2 MB blocks back to its host).
+WRITE_CHUNK = 256 << 10
 
 
 def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:

@@ -5,9 +5,9 @@ kernel and read once by the hash, and the two overlap:
 
 1. **copy**: the blob's canonical header, then the tensor's bytes, go into a fresh temp file
    with ``write`` straight from a read-only map of the source: no Python buffer, no
-   ``pread`` into private memory. Writes of 512 KB, aligned in the blob (``fsops.WRITE_CHUNK``;
+   ``pread`` into private memory. Writes of 256 KB, aligned in the blob (``fsops.WRITE_CHUNK``;
    not ``copy_file_range``, which splices 4 KB pages), from source pages mapped right
-   before (``_populate``), let the page cache hold the blob as 512 KB folios, so a model
+   before (``_populate``), let the page cache hold the blob as 256 KB folios, so a model
    mapped from the store later faults its weights in per folio, not per 4 KB page;
 2. **hash**: the temp file, as written, is hashed through its own map, in a worker thread,
    while the main thread copies the next tensor (BLAKE3 and ``write`` both release the GIL);
