@@ -51,7 +51,7 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 from registry.hub.partial import Partial
 from registry.hub.sink import HASH_CHUNK, Consumer, FileHasher, Sink, StreamSink
 from registry.hub.settings import SharedProgress, TransferSettings
-from registry.hub.transfer import RangedFile, StaleResumeError, open_partial
+from registry.hub.transfer import HeldBudget, RangedFile, StaleResumeError, open_partial
 from registry.hub.errors import (
     HubAuthError,
     HubDownloadError,
@@ -174,6 +174,7 @@ class HubRepo:
         self.settings = settings or TransferSettings.configured()
         # Connections in use at once, by every file of this repo's transfers together.
         self.gate = threading.BoundedSemaphore(self.settings.connections)
+        self.held = HeldBudget(self.settings.held)
         # One bar for every file (an import sets it); else each fetch gets its own, if asked.
         self.progress: SharedProgress | None = None
         self.cancel = threading.Event()  # set: every transfer stops (Ctrl-C, another file failed)
@@ -292,7 +293,7 @@ class HubRepo:
             url = hf_hub_url(self.repo_id, f.path, revision=commit, endpoint=self.endpoint)
             headers = build_hf_headers(token=self.token.value or False, library_name="modelstore")
             RangedFile(repo_id=self.repo_id, url=url, headers=headers, f=f, sink=sink, partial=partial,
-                       settings=self.settings, gate=self.gate, progress=own_bar or self.progress,
+                       settings=self.settings, gate=self.gate, held=self.held, progress=own_bar or self.progress,
                        cancel=self.cancel).run()
         except ModelStoreError:
             sink.close()

@@ -28,7 +28,7 @@ class TransferSettings:
     backoff_s: float = 0.5  # the first wait; doubled each time, up to max_backoff_s
     max_backoff_s: float = 8.0
     feed_chunk: int = 8 << 20  # what the feeder reads back at once
-    held: int = 64 << 20  # received chunks kept in memory for the feeder, at most
+    held: int = 64 << 20  # received chunks kept in memory for the feeders, all files together
 
     @classmethod
     def configured(cls, connections: int | None = None) -> TransferSettings:

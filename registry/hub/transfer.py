@@ -18,13 +18,14 @@ How one file is fetched (``RangedFile.run``):
    keeps its CPU for hashing). The connections are shared by every file of the import (one
    semaphore per ``HubRepo``), so several files in parallel never use more;
 4. the calling thread feeds the received prefix, in file order, to the sink: chunks a
-   connection has just written to the partial are taken from memory (up to
-   ``TransferSettings.held`` bytes: on one fast connection nothing is read back), the rest
-   is read back from the partial (its pages are still in the page cache). The sink is the
-   same ``Sink``/``StreamSink`` as a single stream, which hashes every byte (sha256 or git
-   blob id) and hands it on to the tensor split. So verification and ordering are exactly
-   those of one stream: a resumed file is re-hashed from its first byte, and blobs are
-   published only after the whole file matched;
+   connection has just written to the partial are taken from memory while the import's
+   budget has room (``TransferSettings.held``, 64 MB for all files together: 59-78% of the
+   bytes of a 1 GB file on the loopback bench), the rest is read back from the partial (its
+   pages are still in the page cache). The sink is the same ``Sink``/``StreamSink`` as a
+   single stream, which hashes every byte (sha256 or git blob id) and hands it on to the
+   tensor split. So verification and ordering are exactly those of one stream: a resumed
+   file is re-hashed from its first byte, and blobs are published only after the whole file
+   matched;
 5. a range that fails (reset, truncated body, HTTP 408/429/5xx, no byte for
    ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds) is retried on its own from the byte it reached, after
    a backoff (``Retry-After`` when the server gives one); a range that keeps failing without
@@ -96,12 +97,31 @@ def _retry_after(response: httpx2.Response) -> float | None:
         return None
 
 
+class HeldBudget:
+    """The bytes that every file of an import may hold in memory for its feeder, together."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used, self.lock = limit, 0, threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self.lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self.lock:
+            self.used -= n
+
+
 class RangedFile:
     """One file: ranges over the shared connections into its partial, fed in order to ``sink``."""
 
     def __init__(self, *, repo_id: str, url: str, headers: dict[str, str], f: RemoteFile, sink: Sink, partial: Partial,
                  settings: TransferSettings, gate: threading.Semaphore,
-                 progress: Callable[[int], None] | None, cancel: threading.Event | None = None):
+                 progress: Callable[[int], None] | None, cancel: threading.Event | None = None,
+                 held: HeldBudget | None = None):
         self.repo_id = repo_id
         self.url, self.headers, self.file, self.sink, self.partial = url, headers, f, sink, partial
         self.settings, self.gate, self.progress = settings, gate, progress or (lambda n: None)
@@ -114,9 +134,9 @@ class RangedFile:
         self.running = 0
         self.unsaved = 0
         # Chunks just written to the partial, by offset, for the feeder to take without
-        # reading them back (``_mark``); at most ``settings.held`` bytes.
+        # reading them back (``_mark``), while the import's budget has room.
         self.fresh: dict[int, bytes | memoryview] = {}
-        self.held = 0
+        self.held = held or HeldBudget(settings.held)
         self.save_every = max(1 << 20, min(settings.range_size, 16 << 20) // 2)
         self.location: str | None = None
         self.threads: list[threading.Thread] = []
@@ -154,6 +174,8 @@ class RangedFile:
                 t.join()
             with self.cond:
                 self._save()
+                self.held.give(sum(len(d) for d in self.fresh.values()))
+                self.fresh.clear()
 
     def _spawn(self) -> None:
         """One more worker (``cond`` held)."""
@@ -212,9 +234,9 @@ class RangedFile:
         passed (a whole-file stream after the server ignored ``Range``) are dropped."""
         data = self.fresh.pop(fed, None)
         if data is not None:
-            self.held -= len(data)
+            self.held.give(len(data))
         for start in [s for s in self.fresh if s < fed]:
-            self.held -= len(self.fresh.pop(start))
+            self.held.give(len(self.fresh.pop(start)))
         return data
 
     def _next_fresh(self, fed: int) -> int:
@@ -331,9 +353,8 @@ class RangedFile:
         """Bytes ``[a, b)`` (``data``) are in the partial; kept for the feeder while it has room."""
         with self.cond:
             new = self.partial.received.add(a, b)
-            if new == b - a and self.held + new <= self.settings.held:
+            if new == b - a and self.held.take(new):
                 self.fresh[a] = data
-                self.held += new
             self.unsaved += new
             if self.unsaved >= self.save_every:
                 self._save()

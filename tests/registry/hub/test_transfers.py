@@ -81,7 +81,7 @@ def test_bytes_just_received_are_fed_from_memory_and_give_what_reading_back_give
     back); with no room to hold any, it reads every byte back: the same blobs either way."""
     import dataclasses
 
-    from registry.hub import settings, transfer
+    from registry.hub import download, settings, transfer
 
     publish(hub_server, tiny_model, shards=2)
     fed = {"memory": 0, "read back": 0}
@@ -93,8 +93,17 @@ def test_bytes_just_received_are_fed_from_memory_and_give_what_reading_back_give
         return data
 
     monkeypatch.setattr(transfer.RangedFile, "_take_fresh", counted)
+    budgets = []
+
+    class Budget(transfer.HeldBudget):  # the import's one budget, shared by its files
+        def __init__(self, limit):
+            super().__init__(limit)
+            budgets.append(self)
+
+    monkeypatch.setattr(download, "HeldBudget", Budget)
     held = import_from_hub(workspace, REPO, assume_yes=True, connections=2)
     assert fed["memory"] > 0
+    assert len(budgets) == 1 and budgets[0].used == 0  # every held byte given back
 
     configured = settings.TransferSettings.configured
     monkeypatch.setattr(settings.TransferSettings, "configured",
