@@ -139,7 +139,11 @@ class Partial:
                 written = os.fstat(fd).st_size
                 if record is None or written > size or max((b for _, b in record.received), default=0) > written:
                     record = fresh
-                    os.ftruncate(fd, 0)
+                    if written:
+                        # Never an empty file: ext4 flushes a file truncated to 0 bytes when
+                        # it is closed (auto_da_alloc), which wrote a whole 1 GB download to
+                        # the disk just before its partial was deleted.
+                        os.ftruncate(fd, 0)
                 else:
                     record.commit = commit
                 return cls(fd, data, rec, record, tmp_dir)
