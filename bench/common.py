@@ -49,20 +49,27 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def alternate(rounds: int, contenders: dict[str, Callable[[], object]],
-              before_each: Callable[[], None] | None = None) -> dict[str, list[float]]:
+              before_each: Callable[[], None] | None = None,
+              after: dict[str, list[str | None]] | None = None) -> dict[str, list[float]]:
     """Run each contender once per round, in alternating order; return their times.
 
     Before each timed run the filesystem is synced (untimed), so no contender pays for
-    the writeback of the data another one left dirty.
+    the writeback of the data another one left dirty. ``after``, if given, receives for each
+    contender the contender that ran just before each of its runs (None for the very first),
+    for ``report``: on the dev VM a run's speed can depend on what the previous one freed.
     """
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
+    previous = None
     for i in range(rounds):
         for name in names if i % 2 == 0 else names[::-1]:
             if before_each:
                 before_each()
             os.sync()
             times[name].append(timed(contenders[name]))
+            if after is not None:
+                after.setdefault(name, []).append(previous)
+            previous = name
     return times
 
 
@@ -105,10 +112,17 @@ def fresh(path: Path) -> Path:
 
 
 def report(name: str, times: dict[str, list[float]], baseline: str, target: str,
-           floors: dict[str, list[float]] | None = None, **extra) -> dict:
+           floors: dict[str, list[float]] | None = None, after: dict[str, list[str | None]] | None = None,
+           **extra) -> dict:
     """Medians and ratios to ``baseline``; ``floors`` (from ``floor_times``) are reported the
-    same way: a lower bound on what the contenders can reach on this machine, in this run."""
+    same way: a lower bound on what the contenders can reach on this machine, in this run.
+    With ``after`` (from ``alternate``), also each contender's median by what ran before it."""
     floors = floors or {}
+    if after:
+        extra["median_s_after"] = {
+            k: {str(prev): round(statistics.median(t for t, p in zip(times[k], after[k]) if p == prev), 3)
+                for prev in dict.fromkeys(after[k])}
+            for k in times if k in after}
     every = {**times, **floors}
     medians = {k: statistics.median(v) for k, v in every.items()}
     ratios = {k: medians[k] / medians[baseline] for k in medians if k != baseline}

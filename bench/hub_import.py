@@ -77,10 +77,11 @@ def main(rounds: int = 5) -> dict:
             fresh(store), fresh(cache_a), fresh(cache_b)
             os.sync()  # neither side inherits the other's dirty pages (the import fsyncs its blobs)
 
+        after: dict = {}
         times = alternate(rounds, {
             "snapshot_download": lambda: run(snapshot, cache_b),
             "import-model": lambda: run(import_cmd, cache_a),
-        }, before_each=clean)
+        }, before_each=clean, after=after)
         floor_env = {**env, "HF_HOME": str(cache_b)}
         floor = floor_times(rounds, clean, lambda: _download_then_load([snapshot], floor_env))
         hashes = [sys.executable, "-c", HASHES, str(source / "model.safetensors")]
@@ -91,7 +92,7 @@ def main(rounds: int = 5) -> dict:
     return report("hub-import", times, "snapshot_download", "import <= 1.3x snapshot_download",
                   floors={"snapshot_download, then the load check": floor,
                           "the same, beside sha256 and BLAKE3 of the bytes": floor_hashed},
-                  import_phases_s=phases)
+                  after=after, import_phases_s=phases)
 
 
 def _download_then_load(beside: list[list[str]], env: dict) -> None:

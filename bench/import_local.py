@@ -90,17 +90,18 @@ def main(rounds: int = 5) -> list[dict]:
     def clean():
         set_aside(copy_dest), set_aside(store)
 
+    after: dict = {}
     times = alternate(rounds, {
         "cp -r": lambda: run("cp", "-r", source, copy_dest),
         "cp -r && sync": lambda: (run("cp", "-r", source, copy_dest), os.sync()),
         "import-model (new store)": lambda: main_py("import-model", source, "--name", "qwen", root=store),
-    }, before_each=clean)
+    }, before_each=clean, after=after)
     # The floor of any durable import: writing the same bytes back to the disk, timed alone
     # (the sync after an untimed cp -r), however well it overlaps with reading and hashing.
     writeback = floor_times(rounds, lambda: (clean(), run("cp", "-r", source, copy_dest)), os.sync)
     medians = {k: statistics.median(v) for k, v in times.items()}
     first = report("import-local", times, "cp -r && sync", "import <= 1.3x cp -r && sync",
-                   floors={"writeback of the copy (sync after cp -r)": writeback},
+                   floors={"writeback of the copy (sync after cp -r)": writeback}, after=after,
                    note="import fsyncs every blob before it commits, as 'cp -r && sync' makes its "
                         "copy durable; plain cp -r leaves its data in the page cache and is shown "
                         "for scale; the sync alone is a floor no durable import can go under",
