@@ -24,11 +24,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from store.fs.durable import fsync, fsync_dir, fsync_files, fsync_paths, start_writeback  # noqa: F401
 from store.errors import UnsafePathError, disk_full_error as _wrap
 from store.fs.faults import no_space as _no_space, step as _step
+
+T = TypeVar("T")
 
 
 def require_real_dir(path: Path) -> None:
@@ -48,30 +52,31 @@ def _require_real_parent(path: os.PathLike | str) -> None:
     require_real_dir(Path(path).parent)
 
 
+def _counted(op: str, path: Path, call: Callable[[], T]) -> T:
+    """``call()``, one mutating step ``op`` on ``path``: counted by the fault seam first (which
+    may fail it with ENOSPC in its place), any ``OSError`` raised as a ``StoreIOError``."""
+    fail = _step(op, path)
+    try:
+        if fail:
+            raise _no_space(path)
+        return call()
+    except OSError as e:
+        raise _wrap(path, e) from e
+
+
 def mkdirs(path: Path) -> None:
     require_real_dir(path)
     if path.is_dir():
         return
-    fail = _step("mkdir", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _counted("mkdir", path, lambda: path.mkdir(parents=True, exist_ok=True))
 
 
 def create_temp(directory: Path, prefix: str, suffix: str = ".tmp") -> tuple[int, Path]:
     """Create a new file no other writer can have: ``prefix-PID-RANDOM.tmp``, mode 0600."""
     mkdirs(directory)
     path = directory / f"{prefix}-{os.getpid()}-{_token()}{suffix}"
-    fail = _step("create", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = _counted("create", path, lambda: os.open(path, flags, 0o600))
     return fd, path
 
 
@@ -86,13 +91,8 @@ def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
     thrown away after use (a crash leaves it to gc) or fsync'd by the caller before it is
     published (a view's generated files, with ``fsync_paths``)."""
     _require_real_parent(path)
-    fail = _step("create", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = _counted("create", path, lambda: os.open(path, flags, mode))
     try:
         write_all(fd, data, path)
     finally:
@@ -102,13 +102,7 @@ def write_scratch(path: Path, data: bytes, mode: int = 0o644) -> None:
 def make_temp_dir(directory: Path, prefix: str) -> Path:
     mkdirs(directory)
     path = directory / f"{prefix}-{os.getpid()}-{_token()}.tmp"
-    fail = _step("mkdir", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        path.mkdir(mode=0o755)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _counted("mkdir", path, lambda: path.mkdir(mode=0o755))
     return path
 
 
@@ -138,13 +132,7 @@ def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
 
 def truncate(fd: int, size: int, path: Path) -> None:
     """Cut (or extend) the open file ``fd`` to ``size`` bytes."""
-    fail = _step("truncate", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        os.ftruncate(fd, size)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _counted("truncate", path, lambda: os.ftruncate(fd, size))
 
 
 def copy_range(src_fd: int, dst_fd: int, offset: int, count: int, path: Path) -> None:
@@ -186,25 +174,13 @@ def rename(src: Path, dst: Path) -> None:
     """Atomically rename ``src`` onto ``dst`` (replacing a file, or an empty directory)."""
     _require_real_parent(src)
     _require_real_parent(dst)
-    fail = _step("rename", dst)
-    try:
-        if fail:
-            raise _no_space(dst)
-        os.replace(src, dst)
-    except OSError as e:
-        raise _wrap(dst, e) from e
+    _counted("rename", dst, lambda: os.replace(src, dst))
 
 
 def hardlink(src: Path, dst: Path) -> None:
     _require_real_parent(src)
     _require_real_parent(dst)
-    fail = _step("link", dst)
-    try:
-        if fail:
-            raise _no_space(dst)
-        os.link(src, dst, follow_symlinks=False)
-    except OSError as e:
-        raise _wrap(dst, e) from e
+    _counted("link", dst, lambda: os.link(src, dst, follow_symlinks=False))
 
 
 _RENAME_EXCHANGE = 2
@@ -236,13 +212,7 @@ def exchange(a: Path, b: Path) -> bool:
 
 def symlink(target: str, path: Path) -> None:
     _require_real_parent(path)
-    fail = _step("symlink", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        os.symlink(target, path)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _counted("symlink", path, lambda: os.symlink(target, path))
 
 
 def unlink(path: Path, missing_ok: bool = True) -> None:
@@ -297,25 +267,13 @@ def chmod(path: Path, mode: int) -> None:
     _require_real_parent(path)
     if stat.S_ISLNK(os.lstat(path).st_mode):
         raise UnsafePathError(path, f"is a symbolic link to {os.readlink(path)}")
-    fail = _step("chmod", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        os.chmod(path, mode)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _counted("chmod", path, lambda: os.chmod(path, mode))
 
 
 def touch(path: Path) -> None:
     """Set a file's mtime to now, without following a symlink (gc's grace period uses it)."""
     _require_real_parent(path)
-    fail = _step("utime", path)
-    try:
-        if fail:
-            raise _no_space(path)
-        os.utime(path, follow_symlinks=False)
-    except OSError as e:
-        raise _wrap(path, e) from e
+    _counted("utime", path, lambda: os.utime(path, follow_symlinks=False))
 
 
 def touch_all(paths: list[Path]) -> list[Path]:
