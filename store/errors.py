@@ -207,7 +207,6 @@ class StoreIOError(ModelStoreError, OSError):
                             committed=True)
 
 
-
 def disk_full_error(path: Path | str, error: OSError) -> OSError:
     """A full disk (ENOSPC, EDQUOT) becomes one ``StoreIOError`` naming it and the path;
     any other error is returned as it is."""
@@ -216,6 +215,7 @@ def disk_full_error(path: Path | str, error: OSError) -> OSError:
     if error.errno in (_errno.ENOSPC, _errno.EDQUOT) and not isinstance(error, StoreIOError):
         return StoreIOError(path, error)
     return error
+
 
 class UnsafePathError(ModelStoreError, OSError):
     """A folder modelstore writes into is a symlink (or not a folder): never written through."""

@@ -140,9 +140,10 @@ class Partial:
                 if record is None or written > size or max((b for _, b in record.received), default=0) > written:
                     record = fresh
                     if written:
-                        # Never an empty file: ext4 flushes a file truncated to 0 bytes when
-                        # it is closed (auto_da_alloc), which wrote a whole 1 GB download to
-                        # the disk just before its partial was deleted.
+                        # Only a stale file that holds bytes is truncated: ext4 flushes a file
+                        # truncated to 0 bytes when it is closed (auto_da_alloc), so truncating
+                        # every new (empty) partial wrote each whole download to the disk just
+                        # before its partial was deleted. A stale one still pays that, rarely.
                         os.ftruncate(fd, 0)
                 else:
                     record.commit = commit

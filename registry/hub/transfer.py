@@ -120,8 +120,8 @@ class RangedFile:
 
     def __init__(self, *, repo_id: str, url: str, headers: dict[str, str], f: RemoteFile, sink: Sink, partial: Partial,
                  settings: TransferSettings, gate: threading.Semaphore,
-                 progress: Callable[[int], None] | None, cancel: threading.Event | None = None,
-                 held: HeldBudget | None = None):
+                 held: HeldBudget, progress: Callable[[int], None] | None,
+                 cancel: threading.Event | None = None):
         self.repo_id = repo_id
         self.url, self.headers, self.file, self.sink, self.partial = url, headers, f, sink, partial
         self.settings, self.gate, self.progress = settings, gate, progress or (lambda n: None)
@@ -136,7 +136,7 @@ class RangedFile:
         # Chunks just written to the partial, by offset, for the feeder to take without
         # reading them back (``_mark``), while the import's budget has room.
         self.fresh: dict[int, bytes | memoryview] = {}
-        self.held = held or HeldBudget(settings.held)
+        self.held = held  # the import's, shared by its files
         self.save_every = max(1 << 20, min(settings.range_size, 16 << 20) // 2)
         self.location: str | None = None
         self.threads: list[threading.Thread] = []

@@ -112,7 +112,10 @@ def make_temp_dir(directory: Path, prefix: str) -> Path:
 WRITE_CHUNK = 256 << 10
 
 
-def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
+def write_all(fd: int, data: bytes | memoryview, path: Path, at: int = 0) -> None:
+    """Write all of ``data`` to ``fd``, one mutating step, in calls of at most ``WRITE_CHUNK``
+    that end on ``WRITE_CHUNK`` boundaries of the file when ``at`` is the file offset the
+    data starts at (each call then fills whole aligned folios)."""
     fail = _step("write", path)
     # Released on the way out, error or not: a view kept alive by an error's traceback would
     # make closing the caller's mmap fail with BufferError, hiding the real error.
@@ -122,7 +125,8 @@ def write_all(fd: int, data: bytes | memoryview, path: Path) -> None:
         fits = len(whole) // 2 if fail else len(whole)
         try:
             while done < fits:
-                with whole[done:min(fits, done + WRITE_CHUNK)] as rest:
+                end = min(fits, done + WRITE_CHUNK - (at + done) % WRITE_CHUNK)
+                with whole[done:end] as rest:
                     done += os.write(fd, rest)
             if fail:
                 raise _no_space(path)

@@ -6,8 +6,8 @@ kernel and read once by the hash, and the two overlap:
 1. **copy**: the blob's canonical header, then the tensor's bytes, go into a fresh temp file
    with ``write`` straight from a read-only map of the source: no Python buffer, no
    ``pread`` into private memory. Writes of 256 KB, aligned in the blob (``fsops.WRITE_CHUNK``;
-   not ``copy_file_range``, which splices 4 KB pages), from source pages mapped right
-   before (``_populate``), let the page cache hold the blob as 256 KB folios, so a model
+   not ``copy_file_range``, which splices 4 KB pages), from source pages mapped
+   beforehand (``_populate``), let the page cache hold the blob as 256 KB folios, so a model
    mapped from the store later faults its weights in per folio, not per 4 KB page;
 2. **hash**: the temp file, as written, is hashed through its own map, in a worker thread,
    while the main thread copies the next tensor (BLAKE3 and ``write`` both release the GIL);
@@ -116,7 +116,9 @@ def copy_tensor(store: ObjectStore, src: int, mapped: mmap.mmap | None, spec: Te
     try:
         fsops.write_all(fd, head, tmp)
         if spec.nbytes and mapped is not None:
-            _write_from_map(fd, mapped, spec.start, spec.end, len(head), tmp)
+            _populate(mapped, spec.start, spec.end)
+            with memoryview(mapped)[spec.start:spec.end] as data:
+                fsops.write_all(fd, data, tmp, at=len(head))
         elif spec.nbytes:  # no map (a filesystem that refuses mmap): the kernel copies
             fsops.copy_range(src, fd, spec.start, spec.nbytes, tmp)
         if os.fstat(fd).st_size != len(head) + spec.nbytes:
@@ -132,20 +134,6 @@ def copy_tensor(store: ObjectStore, src: int, mapped: mmap.mmap | None, spec: Te
         fsops.unlink(tmp)
         raise
     return fd, tmp
-
-
-def _write_from_map(fd: int, mapped: mmap.mmap, start: int, end: int, at: int, tmp: Path) -> None:
-    """Write ``mapped[start:end]`` to ``fd`` (at file offset ``at``) in chunks that end on
-    ``fsops.WRITE_CHUNK`` boundaries of the file, so each chunk fills whole aligned folios; each
-    chunk's source pages are mapped right before its write."""
-    with memoryview(mapped) as whole:
-        while start < end:
-            stop = min(end, start + fsops.WRITE_CHUNK - at % fsops.WRITE_CHUNK)
-            _populate(mapped, start, stop)
-            with whole[start:stop] as data:
-                fsops.write_all(fd, data, tmp)
-            at += stop - start
-            start = stop
 
 
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14; Python has no name for it

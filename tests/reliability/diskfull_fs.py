@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from registry.ingest.folder import free_bytes
 from tests.reliability.diskfull import NO_SPACE, ERROR_LINE, error_lines, temp_debris, registry_bytes
 from tests.reliability.invariants import (bad_objects, check_store, cli_env, cli_args, registry_entries,
                                           tree_digest)
@@ -137,11 +138,6 @@ def resize(path: Path, size: int) -> None:
     result = _mount("-o", f"remount,size={size}", str(path))
     if result.returncode != 0:
         raise RuntimeError(f"remount of {path} failed: {result.stderr.strip()}")
-
-
-def free_bytes(path: Path) -> int:
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
 
 
 def fill(folder: Path, leave: int) -> Path:
